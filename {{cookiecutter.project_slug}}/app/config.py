@@ -1,0 +1,50 @@
+"""Settings for the whole service, read once from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    app_name: str = "Task service"
+    # SQLite file by default; PostgreSQL with postgresql+psycopg://user@host:5432/name.
+    database_url: str = "sqlite:///./data/app.db"
+    # Optional: carries live dashboard events between instances.
+    redis_url: str | None = None
+    secret_key: SecretStr = Field(default=SecretStr(""), description="Signs the admin session cookie.")
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = None
+    # A user who may look at the dashboard but not retry or cancel.
+    admin_readonly_username: str | None = None
+    admin_readonly_password: SecretStr | None = None
+    # Show task arguments in the admin (they may hold personal data).
+    admin_show_arguments: bool = False
+    task_concurrency: int = Field(default=32, ge=1)
+    task_thread_pool: int = Field(default=16, ge=1)
+    task_shutdown_timeout: float = Field(default=20.0, ge=0)
+    task_lease_seconds: float = Field(default=30.0, gt=1)
+    task_max_recoveries: int = Field(default=5, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg_driver(cls, value: str) -> str:
+        # "postgres://" and "postgresql://" would pick psycopg2, which is not installed.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _empty_redis_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
