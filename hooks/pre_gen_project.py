@@ -63,8 +63,12 @@ def check_description(value: str) -> str | None:
 
 
 def check_author_name(value: str) -> str | None:
-    if not value.strip() or len(value) > 80 or not PRINTABLE_LINE.fullmatch(value) or any(c in value for c in "\"\\`{}"):
-        return "must be a name of 1 to 80 characters without double quotes, backslashes or braces (example: author_name='Ada Lovelace')"
+    one_line = PRINTABLE_LINE.fullmatch(value) is not None
+    if not value.strip() or len(value) > 80 or not one_line or any(c in value for c in "\"\\`{}"):
+        return (
+            "must be a name of 1 to 80 characters without double quotes, backslashes or braces "
+            "(example: author_name='Ada Lovelace')"
+        )
     return None
 
 

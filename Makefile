@@ -1,0 +1,55 @@
+# Two commands, on a machine with only Python 3.11+ and make:
+#   make demo   bake the default service into build/ and serve it at http://127.0.0.1:8000
+#   make test   lint the template and run its tests (each option baked, baked suites run)
+# Both set up .venv first; a stamp file per requirements file keeps repeat runs fast.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_STAMP := $(VENV)/.demo-installed
+TEST_STAMP := $(VENV)/.test-installed
+DEMO_DIR := build
+# Passed to cookiecutter explicitly, so this folder name cannot drift from the bake.
+DEMO_SLUG := my-service
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k bad_answer"`.
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint browser clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "ERROR: $(PYTHON) is older than Python 3.11; run with PYTHON=python3.11 (or newer)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): requirements-demo.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-demo.txt
+	touch $@
+
+$(TEST_STAMP): requirements-test.txt requirements-demo.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+# --overwrite-if-exists keeps the demo's own .venv, .env and database between runs.
+demo: $(DEMO_STAMP)
+	$(BIN)/cookiecutter . --no-input --default-config --overwrite-if-exists \
+		--output-dir $(DEMO_DIR) project_slug=$(DEMO_SLUG)
+	$(MAKE) -C $(DEMO_DIR)/$(DEMO_SLUG) run
+
+# Browser tests use Debian's chromium, never a browser downloaded by Playwright.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "note: /usr/bin/chromium is missing and we are not root: browser tests will skip" \
+			"(install it with: sudo apt-get install chromium)"; \
+	fi
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+test: $(TEST_STAMP) browser lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""The baked service's own test suite passes, on SQLite and on PostgreSQL with Redis.
+
+The suite runs with this interpreter (requirements-test.txt installs what the service needs),
+against the real servers on this machine: each baked test makes its own PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    POSTGRES_URL,
+    REDIS_URL,
+    SERVICE_SETS,
+    Bake,
+    Options,
+    postgres_reachable,
+    redis_reachable,
+    require_service,
+)
+
+# Generous: the vendored module's suite takes minutes; a hang must still end the run.
+SUITE_TIMEOUT_SECONDS = 1800
+# Settings that would point the baked tests elsewhere than the servers chosen here.
+LEAKY_VARIABLES = {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "PYTEST_ADDOPTS", "PYTHONPATH"}
+
+
+def suite_environment(options: Options) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in LEAKY_VARIABLES}
+    # No __pycache__ in the bake; CI passes through, so a missing server fails there too.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["TEST_POSTGRES_URL"] = POSTGRES_URL
+    env["TEST_REDIS_URL"] = REDIS_URL
+    if options.get("database") == "postgresql":
+        env["TEST_DATABASE_URL"] = POSTGRES_URL
+    return env
+
+
+def summary_counts(output: str) -> dict[str, int]:
+    """The counts in pytest's closing line, e.g. {"passed": 12, "skipped": 1}."""
+    closing = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|errors?)\b", line)]
+    assert closing, f"no pytest summary line in:\n{output[-5000:]}"
+    return {word: int(count) for count, word in re.findall(r"(\d+) (\w+)", closing[-1])}
+
+
+@pytest.mark.parametrize("options", list(SERVICE_SETS.values()), ids=list(SERVICE_SETS))
+def test_baked_suite_passes(bake_into: Bake, tmp_path: Path, options: Options) -> None:
+    if options.get("database") == "postgresql":
+        require_service("PostgreSQL", postgres_reachable(), f"start it at {POSTGRES_URL} or set TEST_POSTGRES_URL")
+    if options.get("use_redis") == "yes":
+        require_service("Redis", redis_reachable(), f"start it at {REDIS_URL} or set TEST_REDIS_URL")
+    # A bake of its own: the suite may write files, and the shared bakes must stay pristine.
+    project = bake_into(tmp_path, **options)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=suite_environment(options),
+        capture_output=True,
+        text=True,
+        timeout=SUITE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-20000:]
+    counts = summary_counts(output)
+    assert counts.get("passed", 0) > 0, output[-5000:]
+    assert counts.keys().isdisjoint({"failed", "error", "errors"}), output[-5000:]
