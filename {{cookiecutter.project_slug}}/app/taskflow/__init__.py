@@ -3,4 +3,32 @@
 Vendored into this service: the team owns this folder. See CHANGELOG.md beside this file.
 """
 
+from .admin import TaskAdmin
+from .background import EnqueueOptions, ManagedBackgroundTasks
+from .context import TaskContext, current_task
+from .manager import CancelOutcome, TaskflowConfig, TaskManager, TaskNotFound, TaskNotRetryable
+from .models import TaskStatus
+from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
+from .registry import TaskSpec
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CancelOutcome",
+    "EnqueueOptions",
+    "ManagedBackgroundTasks",
+    "RetryAfter",
+    "RetryPolicy",
+    "TaskAdmin",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskManager",
+    "TaskNotFound",
+    "TaskNotRetryable",
+    "TaskSpec",
+    "TaskStatus",
+    "TaskTimeout",
+    "TaskflowConfig",
+    "__version__",
+    "current_task",
+]

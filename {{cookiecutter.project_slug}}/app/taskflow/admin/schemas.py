@@ -1,0 +1,143 @@
+"""JSON shapes of the admin API (a family per entity, as in the FastAPI full-stack template)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class TaskPublic(BaseModel):
+    """One task as the list and the detail show it."""
+
+    task_id: str
+    func_name: str
+    status: str
+    created_at: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    duration: float | None
+    retries_used: int
+    attempt: int
+    max_attempts: int
+    recoveries: int
+    persist: bool
+    next_run_at: datetime | None
+    error: str | None
+    error_type: str | None
+    progress_done: float | None
+    progress_total: float | None
+    progress_message: str | None
+    retry_of: str | None
+    idempotency_key: str | None
+    owner: str | None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, *, show_arguments: bool = False) -> TaskPublic:
+        duration = None
+        if row.started_at is not None and row.finished_at is not None:
+            duration = max(0.0, (row.finished_at - row.started_at).total_seconds())
+        arguments = _json(row.arguments) if show_arguments else None
+        return cls(
+            task_id=row.id,
+            func_name=row.name,
+            status=row.status,
+            created_at=_aware(row.created_at),  # type: ignore[arg-type]
+            start_time=_aware(row.started_at),
+            end_time=_aware(row.finished_at),
+            duration=duration,
+            retries_used=max(0, row.attempt - 1),
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            recoveries=row.recoveries,
+            persist=row.persist,
+            next_run_at=_aware(row.next_run_at),
+            error=row.error_message,
+            error_type=row.error_type,
+            progress_done=row.progress_done,
+            progress_total=row.progress_total,
+            progress_message=row.progress_message,
+            retry_of=row.retry_of,
+            idempotency_key=row.idempotency_key,
+            owner=row.owner,
+            args=arguments.get("args") if isinstance(arguments, dict) else None,
+            kwargs=arguments.get("kwargs") if isinstance(arguments, dict) else None,
+        )
+
+
+class AttemptPublic(BaseModel):
+    number: int
+    status: str
+    owner: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+    error_type: str | None
+    error: str | None
+    traceback: str | None
+    logs: list[dict[str, Any]]
+
+    @classmethod
+    def from_row(cls, row: Any) -> AttemptPublic:
+        logs = _json(row.logs)
+        return cls(
+            number=row.number,
+            status=row.status,
+            owner=row.owner,
+            started_at=_aware(row.started_at),
+            finished_at=_aware(row.finished_at),
+            duration=row.duration,
+            error_type=row.error_type,
+            error=row.error_message,
+            traceback=row.traceback,
+            logs=logs if isinstance(logs, list) else [],
+        )
+
+
+class TaskDetail(TaskPublic):
+    """A task with everything known about it."""
+
+    traceback: str | None = None
+    result: Any = None
+    attempts: list[AttemptPublic] = []
+
+    @classmethod
+    def from_parts(cls, row: Any, attempts: list[Any], *, show_arguments: bool = False) -> TaskDetail:
+        base = TaskPublic.from_row(row, show_arguments=show_arguments).model_dump()
+        return cls(
+            **base,
+            traceback=row.traceback,
+            result=_json(row.result),
+            attempts=[AttemptPublic.from_row(a) for a in attempts],
+        )
+
+
+class Metrics(BaseModel):
+    total: int
+    pending: int
+    running: int
+    success: int
+    failed: int
+    cancelled: int
+    interrupted: int
+    success_rate: float | None
+    avg_duration_seconds: float | None

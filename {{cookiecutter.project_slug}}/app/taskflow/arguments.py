@@ -1,0 +1,120 @@
+"""The argument contract: JSON values or pydantic models in, the function's own types out.
+
+On enqueue, every argument is turned into plain JSON values (pydantic models are dumped), or
+rejected with a TypeError naming it. When the task runs (first time or after a restart) the
+stored values are validated against the function's type hints, so a `datetime`, `UUID`,
+`Decimal` or pydantic model arrives as its own type. Nothing is ever stored as a `repr`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+JSONArguments = dict[str, Any]  # {"args": [...], "kwargs": {...}}
+
+
+class ArgumentError(TypeError):
+    """An argument cannot be stored as JSON, or stored values no longer fit the function."""
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    try:
+        plain = to_jsonable_python(value, fallback=None, serialize_unknown=False)
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise ArgumentError(
+            f"{where} is a {type(value).__name__}, which cannot be stored as JSON: pass JSON values "
+            f"(str, int, float, bool, None, lists, dicts), datetime/UUID/Decimal, or a pydantic model"
+        ) from exc
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"{where} cannot be stored as JSON: {exc}") from exc
+    return plain
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A function's parameters and a validator for each, built once per task."""
+
+    signature: inspect.Signature | None
+    adapters: dict[str, TypeAdapter[Any]]
+
+    @classmethod
+    def of(cls, func: Callable[..., Any]) -> Signature:
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return cls(None, {})
+        try:
+            hints = typing.get_type_hints(func, include_extras=True)
+        except Exception:  # unresolvable forward references: fall back to unvalidated values
+            hints = {}
+        adapters = {}
+        for name, parameter in signature.parameters.items():
+            hint = hints.get(name)
+            if hint is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            adapters[name] = TypeAdapter(hint)
+        return cls(signature, adapters)
+
+    def dump(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JSONArguments:
+        """Check that the call fits the function and turn every argument into JSON values."""
+        if self.signature is not None:
+            try:
+                bound = self.signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ArgumentError(f"task {name!r} cannot be called with these arguments: {exc}") from exc
+            names = list(bound.arguments)
+        else:
+            names = []
+        plain_args = []
+        for index, value in enumerate(args):
+            label = names[index] if index < len(names) else f"#{index}"
+            plain_args.append(_jsonable(value, f"argument {label!r} of task {name!r}"))
+        plain_kwargs = {key: _jsonable(value, f"argument {key!r} of task {name!r}") for key, value in kwargs.items()}
+        return {"args": plain_args, "kwargs": plain_kwargs}
+
+    def load(self, name: str, stored: JSONArguments) -> tuple[list[Any], dict[str, Any]]:
+        """Validate stored JSON values against the type hints; return call-ready args and kwargs."""
+        args = list(stored.get("args", []))
+        kwargs = dict(stored.get("kwargs", {}))
+        if self.signature is None or not self.adapters:
+            return args, kwargs
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"stored arguments no longer fit task {name!r}: {exc}") from exc
+        for key, value in list(bound.arguments.items()):
+            adapter = self.adapters.get(key)
+            if adapter is None:
+                continue
+            try:
+                bound.arguments[key] = adapter.validate_python(value)
+            except ValidationError as exc:
+                raise ArgumentError(f"argument {key!r} of task {name!r} does not match its type hint: {exc}") from exc
+        return list(bound.args), dict(bound.kwargs)
+
+
+def encode(arguments: JSONArguments) -> str:
+    return json.dumps(arguments, separators=(",", ":"), allow_nan=False)
+
+
+def decode(text: str) -> JSONArguments:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"args": [], "kwargs": {}}
+
+
+def encode_value(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def encode_logs(records: list[dict[str, str]]) -> str:
+    return json.dumps(records, separators=(",", ":"))

@@ -1,0 +1,107 @@
+"""ManagedBackgroundTasks: FastAPI's BackgroundTasks whose add_task returns a task id.
+
+add_task checks the arguments, writes the row (committed first when the task persists) and
+keeps the job; after the response is sent, Starlette calls the object and the jobs are handed
+to the manager's runner, which runs them concurrently (they do not wait for each other).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec
+
+from fastapi import BackgroundTasks
+from sqlmodel import Session
+
+from .models import utcnow
+
+if TYPE_CHECKING:
+    from .manager import TaskManager
+
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnqueueOptions:
+    """How to enqueue, kept apart from the task's own keyword arguments."""
+
+    # A second add_task with the same key returns the first task's id and runs nothing.
+    idempotency_key: str | None = None
+    # Run no earlier than this many seconds from now...
+    delay: float | None = None
+    # ...or no earlier than this moment (a naive datetime is taken as UTC).
+    eta: datetime | None = None
+    # Write the row in the caller's SQLModel session: it exists if and only if that commits.
+    session: Session | None = None
+
+    def not_before(self) -> datetime | None:
+        if self.delay is not None and self.eta is not None:
+            raise ValueError("pass either delay or eta, not both")
+        if self.delay is not None:
+            if self.delay < 0:
+                raise ValueError(f"delay must be >= 0 seconds, got {self.delay!r}")
+            return utcnow() + timedelta(seconds=self.delay)
+        if self.eta is not None:
+            eta = self.eta
+            return eta.astimezone(UTC) if eta.tzinfo else eta.replace(tzinfo=UTC)
+        return None
+
+
+class ManagedBackgroundTasks(BackgroundTasks):
+    """Drop-in for FastAPI's BackgroundTasks: `add_task(func, *args, **kwargs) -> task_id`."""
+
+    def __init__(self, task_manager: TaskManager, options: EnqueueOptions | None = None) -> None:
+        super().__init__()
+        self.task_manager = task_manager
+        self._options = options or EnqueueOptions()
+        self._task_ids: list[str] = []
+
+    def options(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        eta: datetime | None = None,
+        session: Session | None = None,
+    ) -> _OptionsView:
+        """Enqueue options for the next add_task: `background_tasks.options(delay=5).add_task(f, x)`."""
+        options = EnqueueOptions(idempotency_key=idempotency_key, delay=delay, eta=eta, session=session)
+        return _OptionsView(self, options)
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> str:  # type: ignore[override]
+        return self._add(func, args, kwargs, self._options)
+
+    def _add(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: EnqueueOptions
+    ) -> str:
+        task_id = self.task_manager.enqueue(func, args, kwargs, options=options, handoff=False)
+        if task_id not in self._task_ids:
+            self._task_ids.append(task_id)
+        return task_id
+
+    @property
+    def task_ids(self) -> list[str]:
+        return list(self._task_ids)
+
+    async def __call__(self) -> None:
+        # Called by Starlette after the response is sent: hand over, do not wait.
+        self.task_manager.hand_off(self._task_ids)
+        # Plain BackgroundTask objects someone appended directly to .tasks still run, as before.
+        for task in self.tasks:
+            await task()
+
+
+class _OptionsView:
+    def __init__(self, tasks: ManagedBackgroundTasks, options: EnqueueOptions) -> None:
+        self._tasks = tasks
+        self._options = options
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> str:
+        return self._tasks._add(func, args, kwargs, self._options)
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,109 @@
+"""What a running task can see of itself: its id, progress reporting, logs and cancellation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .models import utcnow
+from .policy import TaskCancelled
+
+MAX_LOG_RECORDS = 200
+MAX_LOG_MESSAGE = 2000
+
+_current: ContextVar[TaskContext | None] = ContextVar("taskflow_current_task", default=None)
+
+
+@dataclass(eq=False)
+class TaskContext:
+    """Handed to the code of one running attempt through a context variable."""
+
+    task_id: str
+    name: str
+    attempt: int
+    _on_progress: Callable[[TaskContext], None] = field(repr=False)
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = None
+    logs: list[dict[str, str]] = field(default_factory=list, repr=False)
+    dropped_logs: int = 0
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (`done` of `total`, with an optional message); shown live in the dashboard."""
+        self.progress_done = float(done)
+        self.progress_total = None if total is None else float(total)
+        self.progress_message = None if message is None else str(message)[:500]
+        self._on_progress(self)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this task; sync tasks should check it and stop."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise TaskCancelled if the task was cancelled: call it between steps of a sync task."""
+        if self._cancel.is_set():
+            raise TaskCancelled(f"task {self.task_id} was cancelled")
+
+    def request_cancel(self) -> None:
+        self._cancel.set()
+
+    def add_log(self, at: datetime, level: str, logger: str, message: str) -> None:
+        if len(self.logs) >= MAX_LOG_RECORDS:
+            self.dropped_logs += 1
+            return
+        self.logs.append({"at": at.isoformat(), "level": level, "logger": logger, "message": message[:MAX_LOG_MESSAGE]})
+
+
+def current_task() -> TaskContext:
+    """The context of the task running in this code, for progress, logs and cancellation."""
+    context = _current.get()
+    if context is None:
+        raise RuntimeError("current_task() is only available inside a running taskflow task")
+    return context
+
+
+def get_current_task() -> TaskContext | None:
+    return _current.get()
+
+
+def bind(context: TaskContext) -> object:
+    return _current.set(context)
+
+
+def unbind(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]
+
+
+class TaskLogCapture(logging.Handler):
+    """Copies log records emitted while a task runs into that task's current attempt (bounded)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        context = _current.get()
+        if context is None:
+            return
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message = f"{message}\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            context.add_log(utcnow(), record.levelname, record.name, message)
+        except Exception:  # a broken log call must not break the task
+            self.handleError(record)
+
+
+_capture_lock = threading.Lock()
+_capture: TaskLogCapture | None = None
+
+
+def install_log_capture() -> None:
+    """Attach the capturing handler to the root logger once per process."""
+    global _capture
+    with _capture_lock:
+        if _capture is None:
+            _capture = TaskLogCapture(level=logging.DEBUG)
+            logging.getLogger().addHandler(_capture)

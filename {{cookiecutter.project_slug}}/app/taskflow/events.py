@@ -1,0 +1,155 @@
+"""Task change events: published on every transition, fanned out to live subscribers.
+
+In-process by default. With a Redis URL, events are also published on a Redis channel and
+events from other instances are received from it, so a dashboard on one instance sees tasks
+that run on another. Subscribers get bounded queues that drop on overflow: an event is a
+hint to refresh a row, and the database stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+logger = logging.getLogger("taskflow.events")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    task_id: str
+    name: str
+    status: str
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskEvent:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+class EventBus:
+    """Fan-out of TaskEvents to subscribers on one event loop; publish() is thread-safe."""
+
+    def __init__(self, *, queue_size: int = 1024) -> None:
+        self._queue_size = queue_size
+        self._subscribers: set[asyncio.Queue[TaskEvent]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._redis: RedisBridge | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop, redis: RedisBridge | None = None) -> None:
+        self._loop = loop
+        self._redis = redis
+
+    def unbind(self) -> None:
+        self._loop = None
+        self._redis = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: TaskEvent) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._publish_local(event, forward=True)
+        else:
+            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
+                loop.call_soon_threadsafe(self._publish_local, event, True)
+
+    def deliver_remote(self, event: TaskEvent) -> None:
+        """An event that came from another instance through Redis."""
+        self._publish_local(event, forward=False)
+
+    def _publish_local(self, event: TaskEvent, forward: bool) -> None:
+        if not self._subscribers and (not forward or self._redis is None):
+            return
+        for queue in self._subscribers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+        if forward and self._redis is not None:
+            self._redis.send(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
+        queue: asyncio.Queue[TaskEvent] = asyncio.Queue(self._queue_size)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+
+class RedisBridge:
+    """Carries events between instances over one Redis pub/sub channel."""
+
+    def __init__(self, url: str, *, channel: str, origin: str, bus: EventBus) -> None:
+        import redis.asyncio as aioredis
+
+        self._client = aioredis.Redis.from_url(url)
+        self._channel = channel
+        self._origin = origin
+        self._bus = bus
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(10_000)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self._client.ping()
+        for coro in (self._listen(), self._send_loop()):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._client.aclose()
+
+    def send(self, event: TaskEvent) -> None:
+        payload = json.dumps({"origin": self._origin, "event": event.to_json()})
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(payload)
+
+    async def _send_loop(self) -> None:
+        while True:
+            payload = await self._outbox.get()
+            try:
+                await self._client.publish(self._channel, payload)
+            except Exception:
+                logger.warning("taskflow: could not publish a task event to Redis", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._client.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        data = json.loads(message["data"])
+                        if data.get("origin") != self._origin:
+                            self._bus.deliver_remote(TaskEvent.from_json(data["event"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("taskflow: Redis event listener lost its connection; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,177 @@
+"""Heartbeat and recovery: keep this instance's leases alive, take over those of dead ones.
+
+One control loop per instance: every tick it hands over jobs whose request never did and picks
+up cancel requests made on other instances; every lease/3 it renews all its leases in one
+statement; at start and every lease/2 (jittered) it recovers expired work. Recovery only puts
+rows back to PENDING under our name; the runner's claim is still the one way into RUNNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from .models import utcnow
+from .store import Store, leases
+
+logger = logging.getLogger("taskflow.leases")
+
+RECOVERY_BATCH = 1000
+
+
+def new_owner_id() -> str:
+    """host:pid:random — the host and pid let a restarted process spot a dead neighbour at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def dead_local_owners(owners: list[str], *, me: str) -> list[str]:
+    """Owners on this host whose process is gone (their leases need not be waited out)."""
+    host = socket.gethostname()
+    dead = []
+    for owner in owners:
+        parts = owner.rsplit(":", 2)
+        if owner == me or len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid != os.getpid() and not _pid_alive(pid):
+            dead.append(owner)
+    return dead
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        owner: str,
+        lease_seconds: float,
+        max_recoveries: int,
+        poll_interval: float,
+        on_recovered: Callable[[list[Any]], None],
+        on_tick: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._lease = timedelta(seconds=lease_seconds)
+        self._max_recoveries = max_recoveries
+        self._poll = poll_interval
+        self._on_recovered = on_recovered
+        self._on_tick = on_tick
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._recover_now = asyncio.Event()
+
+    def lease_until(self) -> datetime:
+        return utcnow() + self._lease
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="taskflow-leases")
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def recover_soon(self) -> None:
+        self._recover_now.set()
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        lease = self._lease.total_seconds()
+        next_renew = loop.time() + lease / 3
+        next_recovery = loop.time()  # at once: requeue what earlier runs left unfinished
+        while not self._stopped.is_set():
+            now = loop.time()
+            try:
+                if now >= next_recovery or self._recover_now.is_set():
+                    self._recover_now.clear()
+                    await self.recover()
+                    next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
+                if now >= next_renew:
+                    await asyncio.to_thread(self._renew)
+                    next_renew = now + lease / 3
+                await self._on_tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The database may be briefly unreachable: say so plainly and keep going.
+                logger.error(
+                    "taskflow: lease upkeep failed, retrying: %s", str(exc).splitlines()[0] if str(exc) else exc
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll):
+                    await self._recover_now.wait()
+
+    def _renew(self) -> int:
+        return self._store.write(lambda c: leases.renew(c, owner=self._owner, until=self.lease_until()))
+
+    async def recover(self) -> int:
+        """Take over expired work until none is left; returns how many rows were taken."""
+        total = 0
+        await asyncio.to_thread(self._expire_dead_neighbours)
+        while True:
+            rows = await asyncio.to_thread(self._take_batch)
+            if rows:
+                total += len(rows)
+                self._on_recovered(rows)
+            if len(rows) < RECOVERY_BATCH:
+                break
+        interrupted = await asyncio.to_thread(
+            lambda: self._store.write(lambda c: leases.interrupt_orphans(c, now=utcnow()))
+        )
+        if total or interrupted:
+            logger.warning(
+                "taskflow: recovered %d persisted task(s) and marked %d unpersisted one(s) interrupted "
+                "after their instance stopped",
+                total,
+                interrupted,
+            )
+        return total
+
+    def _expire_dead_neighbours(self) -> None:
+        owners = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
+        dead = dead_local_owners(owners, me=self._owner)
+        if dead:
+            self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
+
+    def _take_batch(self) -> list[Any]:
+        return self._store.write(
+            lambda c: leases.take_over_expired(
+                c,
+                owner=self._owner,
+                now=utcnow(),
+                until=self.lease_until(),
+                limit=RECOVERY_BATCH,
+                max_recoveries=self._max_recoveries,
+            )
+        )
+
+    def release(self) -> tuple[int, int]:
+        return self._store.write(lambda c: leases.release(c, owner=self._owner, now=utcnow()))
+
+    def cancel_requests(self) -> list[str]:
+        return self._store.read(lambda c: leases.cancel_requests(c, owner=self._owner))

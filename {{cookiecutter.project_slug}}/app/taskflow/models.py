@@ -1,0 +1,138 @@
+"""SQLModel tables: the task row is the source of truth; attempts and audit entries hang off it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC: the one time representation used everywhere in taskflow."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no time zones) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"taskflow stores aware datetimes only, got naive {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.utcoffset() is None else value.astimezone(UTC)
+
+
+class TaskStatus(enum.StrEnum):
+    # Waiting to run: new, delayed (next_run_at in the future) or waiting between retries.
+    PENDING = "pending"
+    # An attempt is running on the instance named by `owner`.
+    RUNNING = "running"
+    # Finished; the return value (bounded) is in `result`.
+    SUCCESS = "success"
+    # Gave up: retries exhausted, a give-up exception, or too many crash recoveries.
+    FAILED = "failed"
+    # Cancelled by a person or by code before it finished.
+    CANCELLED = "cancelled"
+    # A task with persist=False whose process stopped before it finished; never re-run.
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+TERMINAL_STATUSES = frozenset(set(TaskStatus) - ACTIVE_STATUSES)
+
+
+class TaskRecord(SQLModel, table=True):
+    """One enqueued task: written by add_task, updated on every transition."""
+
+    __tablename__ = "taskflow_tasks"
+    __table_args__ = (
+        Index("ix_taskflow_tasks_created", "created_at"),
+        Index("ix_taskflow_tasks_status_created", "status", "created_at"),
+        Index("ix_taskflow_tasks_name_created", "name", "created_at"),
+        # Recovery scans active rows by lease; heartbeats renew by owner.
+        Index("ix_taskflow_tasks_status_lease", "status", "lease_expires_at"),
+        Index("ix_taskflow_tasks_owner_status", "owner", "status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(max_length=200)
+    status: str = Field(default=TaskStatus.PENDING.value, max_length=16)
+    # {"args": [...], "kwargs": {...}} as JSON; never a repr.
+    arguments: str = Field(default='{"args": [], "kwargs": {}}', sa_column=Column(Text, nullable=False))
+    persist: bool = False
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    # Attempts started so far; the fencing number every write of a running attempt checks.
+    attempt: int = 0
+    max_attempts: int = 1
+    # Times this task was taken over after its owner died while running it (counted apart from retries).
+    recoveries: int = 0
+    owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancel_requested: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error_type: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    traceback: str | None = Field(default=None, sa_column=Column(Text))
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = Field(default=None, max_length=500)
+    # The task this one retries (manual retry of a failed task keeps the original).
+    retry_of: str | None = Field(default=None, max_length=36, index=True)
+
+
+class TaskAttempt(SQLModel, table=True):
+    """One finished (or abandoned) attempt of a task, with its captured log records."""
+
+    __tablename__ = "taskflow_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(max_length=36, index=True)
+    number: int
+    owner: str | None = Field(default=None, max_length=200)
+    status: str = Field(max_length=16)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    duration: float | None = None
+    error_type: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    traceback: str | None = Field(default=None, sa_column=Column(Text))
+    # JSON list of {"at", "level", "logger", "message"}; bounded per attempt.
+    logs: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class AuditEntry(SQLModel, table=True):
+    """An admin action (retry, cancel, bulk retry), kept in the database."""
+
+    __tablename__ = "taskflow_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=50)
+    task_id: str | None = Field(default=None, max_length=36, index=True)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+
+
+TASKFLOW_TABLES = [TaskRecord.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]

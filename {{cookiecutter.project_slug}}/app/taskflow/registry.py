@@ -1,0 +1,113 @@
+"""Task specs (what @task_manager.task declared), keyed by one stable name."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .arguments import Signature
+from .policy import RetryPolicy
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """One registered task: its function, stable name and effective options."""
+
+    name: str
+    func: Callable[..., Any]
+    policy: RetryPolicy
+    # Seconds one attempt may run; None for no limit.
+    timeout: float | None
+    # Commit the row before add_task returns and re-run after a crash (at-least-once).
+    persist: bool
+    # Decided once, at registration (a partial or callable object is unwrapped).
+    is_async: bool
+    signature: Signature = field(repr=False)
+    registered: bool = True
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "function": f"{getattr(self.func, '__module__', '?')}.{getattr(self.func, '__qualname__', '?')}",
+            "is_async": self.is_async,
+            "persist": self.persist,
+            "timeout": self.timeout,
+            **self.policy.describe(),
+        }
+
+
+def is_async_callable(obj: Any) -> bool:
+    """True for coroutine functions, also behind functools.partial or an async __call__."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(obj.__call__))
+
+
+def build_spec(
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    policy: RetryPolicy,
+    timeout: float | None,
+    persist: bool,
+    registered: bool = True,
+) -> TaskSpec:
+    if not callable(func):
+        raise TypeError(f"@task needs a function, got {func!r}")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    task_name = name if name is not None else getattr(func, "__qualname__", None) or type(func).__name__
+    if not isinstance(task_name, str) or not task_name.strip() or len(task_name) > 200:
+        raise ValueError(f"task name must be a non-empty string of at most 200 characters, got {task_name!r}")
+    return TaskSpec(
+        name=task_name,
+        func=func,
+        policy=policy,
+        timeout=timeout,
+        persist=persist,
+        is_async=is_async_callable(func),
+        signature=Signature.of(func),
+        registered=registered,
+    )
+
+
+class Registry:
+    """Name -> spec, plus function -> spec so `add_task(func)` finds the decorated task."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, TaskSpec] = {}
+        self._by_func: dict[Any, TaskSpec] = {}
+        self._lock = threading.Lock()
+
+    def add(self, spec: TaskSpec) -> None:
+        with self._lock:
+            existing = self._by_name.get(spec.name)
+            if existing is not None and existing.func is not spec.func:
+                raise ValueError(
+                    f"task name {spec.name!r} is already used by {existing.describe()['function']}; "
+                    f"pass a unique name=... to @task"
+                )
+            self._by_name[spec.name] = spec
+            self._by_func[spec.func] = spec
+
+    def get(self, name: str) -> TaskSpec | None:
+        return self._by_name.get(name)
+
+    def for_function(self, func: Callable[..., Any]) -> TaskSpec:
+        """The spec of a decorated function; a plain function gets a default, non-persisted spec."""
+        spec = self._by_func.get(func)
+        if spec is not None:
+            return spec
+        name = f"{getattr(func, '__module__', 'unknown')}.{getattr(func, '__qualname__', type(func).__name__)}"
+        spec = build_spec(func, name=name, policy=RetryPolicy(), timeout=None, persist=False, registered=False)
+        with self._lock:
+            self._by_name.setdefault(spec.name, spec)
+            self._by_func.setdefault(func, spec)
+        return self._by_func[func]
+
+    def all(self) -> list[TaskSpec]:
+        return sorted(self._by_name.values(), key=lambda spec: spec.name)

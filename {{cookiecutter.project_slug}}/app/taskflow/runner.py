@@ -1,0 +1,369 @@
+"""The runner: claim -> run under the policy -> record. The one way a task starts running.
+
+A fixed set of worker coroutines takes jobs from one queue, so concurrency is bounded and the
+tasks of one request never wait for each other. Async tasks run on the event loop; sync tasks
+run in a bounded thread pool (their own limiter, separate from FastAPI's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from pydantic_core import to_jsonable_python
+
+from . import arguments as argument_codec
+from .context import TaskContext, bind, unbind
+from .events import EventBus, TaskEvent
+from .models import TaskStatus, utcnow
+from .policy import TaskCancelled, TaskTimeout
+from .registry import TaskSpec
+from .store import Finish, Progress
+from .writer import Writer
+
+logger = logging.getLogger("taskflow.runner")
+
+MAX_RESULT_CHARS = 65_536
+MAX_TRACEBACK_CHARS = 20_000
+
+
+@dataclass(eq=False)
+class Job:
+    """A task this instance owns and will run (or is waiting to run)."""
+
+    task_id: str
+    spec: TaskSpec
+    arguments: argument_codec.JSONArguments
+    not_before: datetime | None = None
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class _Running:
+    job: Job
+    context: TaskContext
+    task: asyncio.Task[Any] | None = None
+    cancelled_by_user: bool = False
+
+
+@dataclass
+class RunnerStats:
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    started: int = 0
+
+
+class Runner:
+    def __init__(self, *, writer: Writer, events: EventBus, owner: str, concurrency: int, threads: int) -> None:
+        self._writer = writer
+        self._events = events
+        self._owner = owner
+        self._concurrency = concurrency
+        self._limiter = anyio.CapacityLimiter(threads)
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._waiting: dict[str, Job] = {}
+        self._running: dict[str, _Running] = {}
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stats = RunnerStats()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"taskflow-worker-{n}") for n in range(self._concurrency)
+        ]
+
+    @property
+    def active(self) -> int:
+        """Jobs queued, waiting for a delay, or running here."""
+        return len(self._waiting) + len(self._running)
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
+    def owns(self, task_id: str) -> bool:
+        return task_id in self._running or task_id in self._waiting
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking new work; wait up to `timeout` s for running tasks. True if all finished."""
+        self._stopping = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        # Jobs not yet started stay PENDING in the database; the shutdown release hands them on.
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            self._waiting.pop(job.task_id, None)
+        self._waiting.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._running:
+                    self._idle.clear()
+                    await self._idle.wait()
+        return not self._running
+
+    async def stop(self) -> None:
+        """Cancel whatever still runs (after drain) and the workers."""
+        self._stopping = True
+        for running in list(self._running.values()):
+            running.context.request_cancel()
+            if running.task is not None:
+                running.task.cancel()
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._workers = []
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; one with `not_before` in the future waits on a timer first."""
+        if self._stopping or job.cancelled:
+            return
+        self._waiting[job.task_id] = job
+        delay = 0.0 if job.not_before is None else (job.not_before - utcnow()).total_seconds()
+        if delay > 0:
+            loop = asyncio.get_running_loop()
+            self._timers[job.task_id] = loop.call_later(delay, self._release_timer, job)
+        else:
+            self._queue.put_nowait(job)
+
+    def _release_timer(self, job: Job) -> None:
+        self._timers.pop(job.task_id, None)
+        if not self._stopping:
+            self._queue.put_nowait(job)
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a job of this instance: drop it if waiting, cancel it if running. True if found."""
+        job = self._waiting.pop(task_id, None)
+        if job is not None:
+            job.cancelled = True
+            handle = self._timers.pop(task_id, None)
+            if handle is not None:
+                handle.cancel()
+            return True
+        running = self._running.get(task_id)
+        if running is None:
+            return False
+        running.cancelled_by_user = True
+        running.context.request_cancel()
+        if running.job.spec.is_async and running.task is not None:
+            running.task.cancel()
+        return True
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if job.cancelled or self._waiting.pop(job.task_id, None) is None:
+                continue
+            try:
+                await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the runner's own bug must not kill a worker
+                logger.exception("taskflow: internal error while running task %s", job.task_id)
+            finally:
+                if not self._running:
+                    self._idle.set()
+
+    async def _execute(self, job: Job) -> None:
+        attempt = await self._writer.claim(job.task_id)
+        if attempt is None or job.cancelled:
+            # Cancelled, taken over, or never committed (a rolled-back transactional enqueue).
+            return
+        spec = job.spec
+        context = TaskContext(task_id=job.task_id, name=spec.name, attempt=attempt, _on_progress=self._report_progress)
+        running = _Running(job=job, context=context)
+        self._running[job.task_id] = running
+        self.stats.started += 1
+        self._publish(job, TaskStatus.RUNNING)
+        started_at = utcnow()
+        clock = time.perf_counter()
+        try:
+            args, kwargs = spec.signature.load(spec.name, job.arguments)
+            running.task = asyncio.create_task(self._invoke(spec, args, kwargs, context))
+            result = await running.task
+        except asyncio.CancelledError:
+            if self._stopping and not running.cancelled_by_user:
+                raise  # shutdown: the row is released for recovery, not marked
+            self._record(job, context, started_at, clock, error=TaskCancelled("cancelled"), status=TaskStatus.CANCELLED)
+        except TaskCancelled as exc:
+            self._record(job, context, started_at, clock, error=exc, status=TaskStatus.CANCELLED)
+        except Exception as exc:
+            self._record_failure(job, context, started_at, clock, exc)
+        else:
+            self._record(job, context, started_at, clock, result=result, status=TaskStatus.SUCCESS)
+        finally:
+            self._running.pop(job.task_id, None)
+
+    async def _invoke(self, spec: TaskSpec, args: list[Any], kwargs: dict[str, Any], context: TaskContext) -> Any:
+        token = bind(context)
+        try:
+            if spec.is_async:
+                call = spec.func(*args, **kwargs)
+            else:
+                call = anyio.to_thread.run_sync(
+                    functools.partial(spec.func, *args, **kwargs), limiter=self._limiter, abandon_on_cancel=True
+                )
+            if spec.timeout is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, spec.timeout)
+            except TimeoutError:
+                context.request_cancel()  # a sync task keeps its thread: ask it to stop
+                raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
+        finally:
+            unbind(token)
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def _record_failure(
+        self, job: Job, context: TaskContext, started_at: datetime, clock: float, exc: Exception
+    ) -> None:
+        policy = job.spec.policy
+        if not policy.should_retry(exc, context.attempt) or self._stopping:
+            self._record(job, context, started_at, clock, error=exc, status=TaskStatus.FAILED)
+            return
+        delay = policy.delay_after(exc, context.attempt)
+        next_run_at = utcnow() + timedelta(seconds=delay)
+        self._record(job, context, started_at, clock, error=exc, status=TaskStatus.PENDING, next_run_at=next_run_at)
+        self.stats.retried += 1
+        logger.info(
+            "taskflow: %s %s attempt %d failed (%s); retrying in %.2fs",
+            job.spec.name,
+            job.task_id,
+            context.attempt,
+            type(exc).__name__,
+            delay,
+        )
+        job.not_before = next_run_at
+        self.submit(job)
+
+    def _record(
+        self,
+        job: Job,
+        context: TaskContext,
+        started_at: datetime,
+        clock: float,
+        *,
+        status: TaskStatus,
+        result: Any = None,
+        error: BaseException | None = None,
+        next_run_at: datetime | None = None,
+    ) -> None:
+        now = utcnow()
+        duration = time.perf_counter() - clock
+        error_type = error_message = trace = None
+        if error is not None:
+            error_type = type(error).__name__
+            error_message = str(error)[:MAX_TRACEBACK_CHARS]
+            trace = "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
+        attempt_status = status if status is not TaskStatus.PENDING else TaskStatus.FAILED
+        values = {
+            "status": status.value,
+            "finished_at": None if status is TaskStatus.PENDING else now,
+            "next_run_at": next_run_at,
+            "error_type": error_type,
+            "error_message": error_message,
+            "traceback": trace,
+            "result": _encode_result(result) if status is TaskStatus.SUCCESS else None,
+            "progress_done": context.progress_done,
+            "progress_total": context.progress_total,
+            "progress_message": context.progress_message,
+        }
+        logs = context.logs
+        if context.dropped_logs:
+            logs = [
+                *logs,
+                {
+                    "at": now.isoformat(),
+                    "level": "WARNING",
+                    "logger": "taskflow",
+                    "message": f"{context.dropped_logs} more log records were not kept",
+                },
+            ]
+        attempt_row = {
+            "task_id": job.task_id,
+            "number": context.attempt,
+            "owner": self._owner,
+            "status": attempt_status.value,
+            "started_at": started_at,
+            "finished_at": now,
+            "duration": duration,
+            "error_type": error_type,
+            "error_message": error_message,
+            "traceback": trace,
+            "logs": argument_codec.encode_logs(logs) if logs else None,
+        }
+        self._writer.finish(
+            Finish(task_id=job.task_id, attempt=context.attempt, values=values, attempt_row=attempt_row)
+        )
+        stats = self.stats
+        if status is TaskStatus.SUCCESS:
+            stats.succeeded += 1
+        elif status is TaskStatus.FAILED:
+            stats.failed += 1
+        elif status is TaskStatus.CANCELLED:
+            stats.cancelled += 1
+        self._publish(job, status, context)
+
+    def _report_progress(self, context: TaskContext) -> None:
+        values = {
+            "progress_done": context.progress_done,
+            "progress_total": context.progress_total,
+            "progress_message": context.progress_message,
+        }
+        self._writer.progress(Progress(task_id=context.task_id, attempt=context.attempt, values=values))
+        self._events.publish(
+            TaskEvent(
+                task_id=context.task_id,
+                name=context.name,
+                status=TaskStatus.RUNNING.value,
+                progress_done=context.progress_done,
+                progress_total=context.progress_total,
+                progress_message=context.progress_message,
+            )
+        )
+
+    def _publish(self, job: Job, status: TaskStatus, context: TaskContext | None = None) -> None:
+        self._events.publish(
+            TaskEvent(
+                task_id=job.task_id,
+                name=job.spec.name,
+                status=status.value,
+                progress_done=context.progress_done if context else None,
+                progress_total=context.progress_total if context else None,
+                progress_message=context.progress_message if context else None,
+            )
+        )
+
+
+def _encode_result(result: Any) -> str | None:
+    if result is None:
+        return None
+    try:
+        text = argument_codec.encode_value(to_jsonable_python(result))
+    except Exception:
+        text = argument_codec.encode_value({"unserialisable": type(result).__name__})
+    if len(text) > MAX_RESULT_CHARS:
+        text = argument_codec.encode_value({"truncated": True, "prefix": text[:MAX_RESULT_CHARS]})
+    return text

@@ -1,0 +1,141 @@
+"""The task store: SQL tables behind a small set of named operations.
+
+`Store` owns the engines (see engine.py) and runs each operation in its own short transaction.
+Writes of the task lifecycle live in writes.py, lease handling in leases.py, reads in queries.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from ..models import TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
+from . import leases, queries
+from .engine import Database, open_database
+from .queries import TaskFilter
+from .writes import TASKS, Batch, BatchResult, Finish, Progress, apply_batch
+
+T = TypeVar("T")
+
+__all__ = ["Batch", "BatchResult", "DuplicateTask", "Finish", "Progress", "Store", "TaskFilter", "open_store"]
+
+
+class DuplicateTask(Exception):
+    """A task with this idempotency key exists already."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+
+
+class Store:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @property
+    def dialect(self) -> str:
+        return self.database.dialect
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        with self.database.serialised(), self.database.write_engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.database.serialised(), self.database.read_engine.connect() as connection:
+            yield connection
+
+    def write(self, operation: Callable[[Connection], T]) -> T:
+        with self.writing() as connection:
+            return operation(connection)
+
+    def read(self, operation: Callable[[Connection], T]) -> T:
+        with self.reading() as connection:
+            return operation(connection)
+
+    def create_tables(self) -> None:
+        with self.database.serialised():
+            TASKS.metadata.create_all(self.database.write_engine, tables=TASKFLOW_TABLES)
+
+    def dispose(self) -> None:
+        self.database.dispose()
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    def insert_task(self, row: dict[str, Any], *, session: Session | None = None) -> None:
+        """Insert a new row, committed before returning (or inside the caller's session).
+
+        Raises DuplicateTask when the idempotency key is taken.
+        """
+        if session is not None:
+            # Transactional enqueue: the row commits (or rolls back) with the caller's work.
+            session.execute(insert(TASKS).values(**row))
+            return
+        try:
+            with self.writing() as connection:
+                connection.execute(insert(TASKS).values(**row))
+        except IntegrityError:
+            key = row.get("idempotency_key")
+            existing = key and self.read(lambda c: queries.find_by_idempotency_key(c, key))
+            if existing:
+                raise DuplicateTask(existing) from None
+            raise
+
+    def find_by_idempotency_key(self, key: str) -> str | None:
+        return self.read(lambda c: queries.find_by_idempotency_key(c, key))
+
+    def apply(self, batch: Batch, *, owner: str) -> BatchResult:
+        return self.write(lambda c: apply_batch(c, batch, owner=owner, now=utcnow()))
+
+    # -- control -----------------------------------------------------------------------------
+
+    def cancel_pending(self, task_id: str) -> bool:
+        """PENDING -> CANCELLED in one guarded update; True if this call cancelled it."""
+        now = utcnow()
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.PENDING.value)
+            .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now, cancel_requested=True)
+        )
+        return self.write(lambda c: c.execute(statement).rowcount == 1)
+
+    def request_cancel(self, task_id: str) -> bool:
+        """Flag a RUNNING row; its owner's control loop cancels it."""
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.RUNNING.value)
+            .values(cancel_requested=True, updated_at=utcnow())
+        )
+        return self.write(lambda c: c.execute(statement).rowcount == 1)
+
+    def add_audit(self, *, actor: str, action: str, task_id: str | None, detail: str | None = None) -> None:
+        row = {"at": utcnow(), "actor": actor, "action": action, "task_id": task_id, "detail": detail}
+        self.write(lambda c: c.execute(insert(AuditEntry.__table__).values(**row)))  # type: ignore[attr-defined]
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Any | None:
+        return self.read(lambda c: queries.get_task(c, task_id))
+
+    def list(self, task_filter: TaskFilter, *, limit: int, offset: int = 0) -> list[Any]:
+        return self.read(lambda c: queries.list_tasks(c, task_filter, limit=limit, offset=offset))
+
+    def count(self, task_filter: TaskFilter) -> int:
+        return self.read(lambda c: queries.count_tasks(c, task_filter))
+
+    def attempts(self, task_id: str) -> list[Any]:
+        return self.read(lambda c: queries.list_attempts(c, task_id))
+
+
+def open_store(database_url: str | None) -> Store:
+    return Store(open_database(database_url))
+
+
+__all__ += ["leases", "queries"]

@@ -1,0 +1,119 @@
+"""Engines per dialect: a base with small hook-overriding subclasses, picked from the URL."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+
+class Database:
+    """A write engine (short transactions, serialised on SQLite) and a read engine."""
+
+    #: True when one connection serves everyone and calls must be serialised (in-memory SQLite).
+    single_connection = False
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.write_engine = self._create_write_engine()
+        self.read_engine = self._create_read_engine()
+        self._lock = threading.RLock() if self.single_connection else None
+
+    def _create_write_engine(self) -> Engine:
+        raise NotImplementedError
+
+    def _create_read_engine(self) -> Engine:
+        return self.write_engine
+
+    def serialised(self) -> AbstractContextManager[Any]:
+        """Held around every use of the engines when they share one connection."""
+        return self._lock if self._lock is not None else nullcontext()
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (the dashboard) never block the writer, and the writer never blocks them.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across process crashes (kill -9) in WAL mode; an OS crash may lose
+    # the last commits, which the at-least-once contract then re-runs.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # Wait up to 30 s for another process's write lock instead of failing at once with
+    # "database is locked" (the 5 s default is too short on a loaded machine).
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class SQLiteDatabase(Database):
+    def _create_write_engine(self) -> Engine:
+        if self.url.database and self.url.database != ":memory:":
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            _sqlite_pragmas(dbapi_connection)
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            # IMMEDIATE takes the write lock up front, so a guarded read-then-update (claims,
+            # recovery) is atomic across processes and never fails half-way with SQLITE_BUSY.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _create_read_engine(self) -> Engine:
+        engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_pragmas(dbapi_connection)
+
+        return engine
+
+
+class MemoryDatabase(Database):
+    """`TaskManager()` with no store: one in-memory SQLite connection, gone when the process ends."""
+
+    single_connection = True
+
+    def _create_write_engine(self) -> Engine:
+        return create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
+
+
+class PostgresDatabase(Database):
+    def _create_write_engine(self) -> Engine:
+        # pool_pre_ping replaces connections the server dropped (restart, failover) before use.
+        return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def open_database(database_url: str | None) -> Database:
+    """Pick the database class from the URL; None gives the in-memory store."""
+    if database_url is None:
+        return MemoryDatabase(make_url("sqlite://"))
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return MemoryDatabase(url)
+        return SQLiteDatabase(url)
+    if backend == "postgresql":
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return PostgresDatabase(url)
+    raise ValueError(f"taskflow supports sqlite:/// and postgresql+psycopg:// database URLs, got {url.drivername!r}")

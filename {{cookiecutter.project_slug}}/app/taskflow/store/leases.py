@@ -1,0 +1,127 @@
+"""Lease SQL: renew an instance's leases, take over expired ones, release them at shutdown.
+
+A claim of expired rows is one guarded UPDATE over a locked sub-select: PostgreSQL locks the
+picked rows with FOR UPDATE SKIP LOCKED so instances split the work; SQLite ignores that clause
+but runs the statement inside BEGIN IMMEDIATE, which already serialises writers. The outer
+WHERE repeats the expiry test, so a row renewed in the meantime is never taken.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from ..models import TaskStatus
+from .writes import TASKS
+
+ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
+RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
+
+
+def _expired(now: datetime) -> Any:
+    return or_(TASKS.c.lease_expires_at.is_(None), TASKS.c.lease_expires_at < now)
+
+
+def renew(connection: Connection, *, owner: str, until: datetime) -> int:
+    """Extend every active lease this instance holds, in one statement."""
+    statement = update(TASKS).where(TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE)).values(lease_expires_at=until)
+    return connection.execute(statement).rowcount
+
+
+def take_over_expired(
+    connection: Connection, *, owner: str, now: datetime, until: datetime, limit: int, max_recoveries: int
+) -> list[Any]:
+    """Claim persisted active rows whose lease expired; return them (now PENDING, owned by us).
+
+    A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
+    quarantined as FAILED instead of being run again (a task that keeps killing its process).
+    """
+    # expired: persisted, active, nobody's lease; oldest first so nothing starves.
+    expired = (
+        select(TASKS.c.id)
+        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .order_by(TASKS.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    crashed = TASKS.c.status == TaskStatus.RUNNING.value
+    over_cap = crashed & (TASKS.c.recoveries + 1 > max_recoveries)
+    statement = (
+        update(TASKS)
+        .where(TASKS.c.id.in_(expired), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .values(
+            owner=owner,
+            lease_expires_at=until,
+            updated_at=now,
+            recoveries=TASKS.c.recoveries + case((crashed, 1), else_=0),
+            status=case((over_cap, TaskStatus.FAILED.value), else_=TaskStatus.PENDING.value),
+            finished_at=case((over_cap, now), else_=None),
+            error_type=case((over_cap, RECOVERY_LIMIT_ERROR), else_=TASKS.c.error_type),
+            error_message=case(
+                (over_cap, f"exceeded recovery attempts ({max_recoveries}): the process died while running it"),
+                else_=TASKS.c.error_message,
+            ),
+        )
+        .returning(*TASKS.c)
+    )
+    return list(connection.execute(statement))
+
+
+def interrupt_orphans(connection: Connection, *, now: datetime) -> int:
+    """Non-persisted rows whose owner died are INTERRUPTED: they are never re-run."""
+    statement = (
+        update(TASKS)
+        .where(TASKS.c.persist.is_(False), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .values(status=TaskStatus.INTERRUPTED.value, finished_at=now, updated_at=now, owner=None)
+    )
+    return connection.execute(statement).rowcount
+
+
+def release(connection: Connection, *, owner: str, now: datetime) -> tuple[int, int]:
+    """At shutdown: persisted rows go back to PENDING with no owner (any instance may take them
+    at once); non-persisted ones are INTERRUPTED. Returns (released, interrupted)."""
+    released = connection.execute(
+        update(TASKS)
+        .where(TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.persist.is_(True))
+        .values(status=TaskStatus.PENDING.value, owner=None, lease_expires_at=None, updated_at=now)
+    ).rowcount
+    interrupted = connection.execute(
+        update(TASKS)
+        .where(TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.persist.is_(False))
+        .values(status=TaskStatus.INTERRUPTED.value, finished_at=now, updated_at=now, owner=None)
+    ).rowcount
+    return released, interrupted
+
+
+def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -> int:
+    """End the leases of owners known to be dead, so their rows can be taken over now."""
+    if not owners:
+        return 0
+    statement = update(TASKS).where(TASKS.c.owner.in_(owners), TASKS.c.status.in_(ACTIVE)).values(lease_expires_at=now)
+    return connection.execute(statement).rowcount
+
+
+def live_owners(connection: Connection, *, now: datetime) -> list[str]:
+    """Owners holding unexpired leases on active rows."""
+    statement = (
+        select(TASKS.c.owner)
+        .where(TASKS.c.status.in_(ACTIVE), TASKS.c.owner.is_not(None), TASKS.c.lease_expires_at >= now)
+        .group_by(TASKS.c.owner)
+    )
+    return [row.owner for row in connection.execute(statement)]
+
+
+def cancel_requests(connection: Connection, *, owner: str) -> list[str]:
+    """Ids of this owner's active rows that someone asked to cancel."""
+    statement = select(TASKS.c.id).where(
+        TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.cancel_requested.is_(True)
+    )
+    return [row.id for row in connection.execute(statement)]
+
+
+def count_active(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(TASKS).where(TASKS.c.status.in_(ACTIVE))).scalar_one()

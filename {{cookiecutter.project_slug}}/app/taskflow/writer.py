@@ -1,0 +1,208 @@
+"""Group commit for the task lifecycle: writes queue up while one flush runs, then go together.
+
+Requests never wait for it, except for `persist=True` inserts (committed in add_task itself).
+A task's whole life can fit in one flush: a non-persisted task's claim, progress and outcome
+are folded into its still-unwritten insert, so a short task costs one INSERT.
+If the database is unreachable, the batch is kept and retried with backoff: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from .models import TaskStatus, utcnow
+from .store import Batch, BatchResult, Finish, Progress, Store
+
+logger = logging.getLogger("taskflow.writer")
+
+
+class Writer:
+    def __init__(self, store: Store, *, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._batch = Batch()
+        self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
+        # Rows of the current (unflushed) batch that are new, by id: later writes fold into them.
+        self._unwritten: dict[str, dict[str, Any]] = {}
+        self._progress: dict[str, Progress] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskflow-writer")
+        self.rejected_finishes = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="taskflow-writer")
+
+    async def close(self) -> None:
+        """Write everything queued so far, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    async def flushed(self) -> None:
+        """Wait until everything queued before this call is in the database."""
+        while True:
+            with self._lock:
+                empty = not self._batch
+            if empty and self._idle.is_set():
+                return
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    # -- queueing (thread-safe) -----------------------------------------------------------------
+
+    def insert(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._batch.inserts.append(row)
+            self._unwritten[row["id"]] = row
+        self._signal()
+
+    def progress(self, item: Progress) -> None:
+        with self._lock:
+            row = self._unwritten.get(item.task_id)
+            if row is not None and row["status"] == TaskStatus.RUNNING.value:
+                row.update(item.values)
+            else:
+                self._progress[item.task_id] = item
+        self._signal()
+
+    def finish(self, item: Finish) -> None:
+        with self._lock:
+            self._progress.pop(item.task_id, None)
+            row = self._unwritten.get(item.task_id)
+            if row is not None and row["status"] == TaskStatus.RUNNING.value and row["attempt"] == item.attempt:
+                row.update(item.values, updated_at=utcnow())
+                # A retry leaves the row unwritten and PENDING: its next claim folds in as well.
+                self._batch.attempt_rows.append(item.attempt_row)
+            else:
+                self._batch.finishes.append(item)
+        self._signal()
+
+    def claim(self, task_id: str) -> asyncio.Future[int | None]:
+        """Move a task to RUNNING; the future gives the attempt number, or None if it may not run."""
+        assert self._loop is not None
+        future: asyncio.Future[int | None] = self._loop.create_future()
+        with self._lock:
+            row = self._unwritten.get(task_id)
+            if row is not None and row["status"] == TaskStatus.PENDING.value and not row["cancel_requested"]:
+                now = utcnow()
+                row.update(status=TaskStatus.RUNNING.value, attempt=row["attempt"] + 1, started_at=now, updated_at=now)
+                row["next_run_at"] = None
+                future.set_result(row["attempt"])
+                return future
+            self._batch.claims.append(task_id)
+            self._claim_waiters.setdefault(task_id, []).append(future)
+        self._signal()
+        return future
+
+    def _signal(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    # -- flushing ---------------------------------------------------------------------------------
+
+    def _take(self) -> tuple[Batch, dict[str, list[asyncio.Future[int | None]]]]:
+        with self._lock:
+            batch, self._batch = self._batch, Batch()
+            batch.progress = list(self._progress.values())
+            self._progress = {}
+            self._unwritten = {}
+            waiters, self._claim_waiters = self._claim_waiters, {}
+        return batch, waiters
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, waiters = self._take()
+            if not batch:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._idle.clear()
+            result = await self._apply_until_written(loop, batch)
+            self.rejected_finishes += len(result.rejected)
+            for task_id in result.rejected:
+                logger.warning(
+                    "taskflow: the outcome of task %s was not recorded: another instance took it over "
+                    "(its lease had expired)",
+                    task_id,
+                )
+            for task_id, futures in waiters.items():
+                attempt = result.claimed.get(task_id)
+                for future in futures:
+                    if not future.done():
+                        future.set_result(attempt)
+
+    async def _apply_until_written(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> BatchResult:
+        """Retry while the database is unreachable or locked; split the batch if it is refused."""
+        delay = 0.05
+        failures = 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, self._apply, batch)
+            except (OperationalError, InterfaceError) as exc:
+                failures += 1
+                logger.error(
+                    "taskflow: cannot write %d task updates (try %d, next in %.1fs); they are kept: %s",
+                    len(batch),
+                    failures,
+                    delay,
+                    str(exc).splitlines()[0],
+                )
+            except Exception:
+                logger.exception("taskflow: a batch of %d task writes was refused; writing them one by one", len(batch))
+                return await loop.run_in_executor(self._executor, self._apply_one_by_one, batch)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _apply(self, batch: Batch) -> BatchResult:
+        return self._store.apply(batch, owner=self._owner)
+
+    def _apply_one_by_one(self, batch: Batch) -> BatchResult:
+        result = BatchResult()
+        singles = (
+            [Batch(inserts=[row]) for row in batch.inserts]
+            + [Batch(attempt_rows=[row]) for row in batch.attempt_rows]
+            + [Batch(progress=[item]) for item in batch.progress]
+            + [Batch(finishes=[item]) for item in batch.finishes]
+            + [Batch(claims=[task_id]) for task_id in batch.claims]
+        )
+        for single in singles:
+            try:
+                partial = self._apply(single)
+            except (OperationalError, InterfaceError):
+                raise  # unreachable again: the caller keeps the batch and retries
+            except Exception:
+                logger.exception("taskflow: dropped one task write the database refused: %r", single)
+                continue
+            result.claimed.update(partial.claimed)
+            result.rejected.extend(partial.rejected)
+        return result

@@ -1,0 +1,46 @@
+"""Example tasks: the task manager every route uses, and three tasks that show its features."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from app.taskflow import TaskManager, current_task
+
+logger = logging.getLogger("app.tasks")
+
+# Configured from the settings in create_app(); tasks register on it at import time.
+task_manager = TaskManager()
+
+
+class EmailServiceUnavailable(Exception):
+    """The mail relay answered 503; worth retrying."""
+
+
+@task_manager.task(retries=3, delay=1.0, backoff=2.0, jitter=True, retry_on=(EmailServiceUnavailable,))
+async def send_email(address: str) -> dict[str, str]:
+    """Send a welcome email (here: log it). Retried with exponential backoff when the relay is down."""
+    logger.info("sending welcome email to %s", address)
+    await asyncio.sleep(0.05)
+    return {"sent_to": address}
+
+
+@task_manager.task(persist=True, retries=1, delay=2.0, timeout=3600)
+async def build_report(seconds: int) -> dict[str, int]:
+    """A long task: persisted (it survives restarts and crashes) and reporting progress each second."""
+    context = current_task()
+    for done in range(seconds):
+        context.progress(done, seconds, f"step {done + 1} of {seconds}")
+        await asyncio.sleep(1.0)
+    context.progress(seconds, seconds, "done")
+    logger.info("report built in %d steps", seconds)
+    return {"steps": seconds}
+
+
+@task_manager.task(retries=4, delay=0.5, backoff=2.0)
+def flaky(failure_rate: float = 0.5) -> str:
+    """A sync task that fails part of the time, to show retries on the dashboard."""
+    if random.random() < failure_rate:
+        raise ConnectionError("the upstream service dropped the connection")
+    return "ok"
