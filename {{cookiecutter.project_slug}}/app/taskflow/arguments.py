@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+logger = logging.getLogger("taskflow.arguments")
 
 JSONArguments = dict[str, Any]  # {"args": [...], "kwargs": {...}}
 
@@ -55,7 +58,13 @@ class Signature:
             return cls(None, {})
         try:
             hints = typing.get_type_hints(func, include_extras=True)
-        except Exception:  # unresolvable forward references: fall back to unvalidated values
+        except Exception as exc:  # e.g. a hint naming a class local to a function
+            logger.warning(
+                "taskflow: the type hints of %s cannot be resolved (%s); its arguments will arrive as plain "
+                "JSON values. Define the types it names at module level.",
+                getattr(func, "__qualname__", func),
+                exc,
+            )
             hints = {}
         adapters = {}
         for name, parameter in signature.parameters.items():
@@ -89,18 +98,27 @@ class Signature:
         if self.signature is None or not self.adapters:
             return args, kwargs
         try:
-            bound = self.signature.bind(*args, **kwargs)
+            self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise ArgumentError(f"stored arguments no longer fit task {name!r}: {exc}") from exc
-        for key, value in list(bound.arguments.items()):
-            adapter = self.adapters.get(key)
-            if adapter is None:
-                continue
-            try:
-                bound.arguments[key] = adapter.validate_python(value)
-            except ValidationError as exc:
-                raise ArgumentError(f"argument {key!r} of task {name!r} does not match its type hint: {exc}") from exc
-        return list(bound.args), dict(bound.kwargs)
+        positional = [
+            p.name for p in self.signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        # Keep the caller's split between positional and keyword arguments; validate each value.
+        args = [
+            self._validate(name, positional[i], value) if i < len(positional) else value for i, value in enumerate(args)
+        ]
+        kwargs = {key: self._validate(name, key, value) for key, value in kwargs.items()}
+        return args, kwargs
+
+    def _validate(self, task: str, parameter: str, value: Any) -> Any:
+        adapter = self.adapters.get(parameter)
+        if adapter is None:
+            return value
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            raise ArgumentError(f"argument {parameter!r} of task {task!r} does not match its type hint: {exc}") from exc
 
 
 def encode(arguments: JSONArguments) -> str:

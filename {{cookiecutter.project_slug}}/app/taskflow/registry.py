@@ -60,7 +60,7 @@ def build_spec(
         raise TypeError(f"@task needs a function, got {func!r}")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    task_name = name if name is not None else getattr(func, "__qualname__", None) or type(func).__name__
+    task_name = name if name is not None else getattr(func, "__name__", None) or type(func).__name__
     if not isinstance(task_name, str) or not task_name.strip() or len(task_name) > 200:
         raise ValueError(f"task name must be a non-empty string of at most 200 characters, got {task_name!r}")
     return TaskSpec(

@@ -1,0 +1,265 @@
+"""Enqueueing: options apart from task kwargs, idempotency, delays, persistence, transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import create_engine, text
+from sqlmodel import Session
+
+from app.taskflow import ManagedBackgroundTasks, TaskStatus
+
+from .conftest import eventually, wait_for_status
+
+
+class Order(BaseModel):
+    id: UUID
+    total: Decimal
+
+
+async def test_task_kwargs_named_like_enqueue_options_reach_the_task(make_manager) -> None:
+    manager = make_manager()
+    received: list[dict[str, object]] = []
+
+    @manager.task()
+    def configurable(delay: int, priority: str, tags: list[str], idempotency_key: str, session: str) -> None:
+        received.append(
+            {"delay": delay, "priority": priority, "tags": tags, "idempotency_key": idempotency_key, "session": session}
+        )
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        task_id = tasks.add_task(configurable, delay=5, priority="high", tags=["a"], idempotency_key="k", session="s")
+        await tasks()
+        row = await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+    assert received == [{"delay": 5, "priority": "high", "tags": ["a"], "idempotency_key": "k", "session": "s"}]
+    assert row.idempotency_key is None and row.next_run_at is None
+
+
+async def test_a_duplicate_idempotency_key_returns_the_first_id_and_runs_nothing(make_manager) -> None:
+    manager = make_manager()
+    runs: list[str] = []
+
+    @manager.task()
+    def charge(order: str) -> None:
+        runs.append(order)
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        first = tasks.options(idempotency_key="order-1").add_task(charge, "order-1")
+        second = tasks.options(idempotency_key="order-1").add_task(charge, "order-1")
+        await tasks()
+        await wait_for_status(manager, first, TaskStatus.SUCCESS)
+        again = ManagedBackgroundTasks(manager)
+        third = again.options(idempotency_key="order-1").add_task(charge, "order-1")
+        await again()
+        await manager.wait_idle()
+    assert first == second == third
+    assert runs == ["order-1"]
+
+
+async def test_a_delayed_task_does_not_run_before_its_time(make_manager) -> None:
+    manager = make_manager()
+    ran_at: list[datetime] = []
+
+    @manager.task()
+    def later() -> None:
+        ran_at.append(datetime.now(UTC))
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        enqueued_at = datetime.now(UTC)
+        task_id = tasks.options(delay=0.5).add_task(later)
+        eta_id = tasks.options(eta=enqueued_at + timedelta(seconds=0.3)).add_task(later)
+        await tasks()
+        row = await asyncio.to_thread(manager.store.get, task_id)
+        assert row is None or row.status == TaskStatus.PENDING
+        await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+        await wait_for_status(manager, eta_id, TaskStatus.SUCCESS)
+    assert len(ran_at) == 2
+    assert min(ran_at) - enqueued_at >= timedelta(seconds=0.29)
+    assert max(ran_at) - enqueued_at >= timedelta(seconds=0.49)
+
+
+async def test_delay_and_eta_together_are_refused(make_manager) -> None:
+    manager = make_manager()
+
+    @manager.task()
+    def noop() -> None:
+        return None
+
+    async with manager.lifespan():
+        with pytest.raises(ValueError, match="either delay or eta"):
+            ManagedBackgroundTasks(manager).options(delay=1, eta=datetime.now(UTC)).add_task(noop)
+
+
+async def test_a_persisted_task_is_committed_before_add_task_returns(make_manager, database_url) -> None:
+    manager = make_manager()
+
+    @manager.task(persist=True)
+    def durable(n: int) -> None:
+        return None
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        task_id = tasks.add_task(durable, 1)
+        # Another connection, before the task is even handed to the runner, sees the row.
+        other = create_engine(database_url)
+        with other.connect() as connection:
+            row = connection.execute(
+                text("SELECT status, arguments, persist FROM taskflow_tasks WHERE id = :id"), {"id": task_id}
+            ).one()
+        other.dispose()
+        await tasks()
+        await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+    assert row.status == "pending"
+    assert json.loads(row.arguments) == {"args": [1], "kwargs": {}}
+
+
+async def test_an_argument_that_is_not_json_is_refused_and_nothing_is_recorded(make_manager) -> None:
+    manager = make_manager()
+
+    @manager.task(persist=True)
+    def upload(blob: object) -> None:
+        return None
+
+    async with manager.lifespan():
+        with pytest.raises(TypeError, match="argument 'blob' of task 'upload'"):
+            ManagedBackgroundTasks(manager).add_task(upload, blob=object())
+        await manager.flush()
+        assert (
+            await asyncio.to_thread(
+                manager.store.count, __import__("app.taskflow.store", fromlist=["TaskFilter"]).TaskFilter()
+            )
+            == 0
+        )
+
+
+async def test_transactional_enqueue_exists_only_if_the_caller_commits(make_manager, database_url) -> None:
+    manager = make_manager()
+    runs: list[str] = []
+
+    @manager.task()
+    def welcome(user: str) -> None:
+        runs.append(user)
+
+    engine = create_engine(database_url)
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        with Session(engine) as session:
+            kept = tasks.options(session=session).add_task(welcome, "kept")
+            session.commit()
+        with Session(engine) as session:
+            dropped = tasks.options(session=session).add_task(welcome, "dropped")
+            session.rollback()
+        await tasks()
+        await wait_for_status(manager, kept, TaskStatus.SUCCESS)
+        await manager.wait_idle()
+        assert await asyncio.to_thread(manager.store.get, dropped) is None
+    engine.dispose()
+    assert runs == ["kept"]
+
+
+async def test_a_task_with_a_custom_name_is_found_again_after_a_restart(make_manager) -> None:
+    first = make_manager()
+    runs: list[int] = []
+
+    def make_task(manager):
+        @manager.task(name="billing.send-invoice", persist=True)
+        def send_invoice(number: int) -> None:
+            runs.append(number)
+
+        return send_invoice
+
+    send_invoice = make_task(first)
+    async with first.lifespan():
+        tasks = ManagedBackgroundTasks(first)
+        task_id = tasks.options(delay=30).add_task(send_invoice, 7)
+        await tasks()
+    # Stopped before it was due: the row is released, PENDING, with its name and arguments.
+    second = make_manager()
+    make_task(second)
+    async with second.lifespan():
+
+        async def taken_over() -> bool:
+            row = await asyncio.to_thread(second.store.get, task_id)
+            return row.owner == second.owner
+
+        await eventually(taken_over)
+        row = await asyncio.to_thread(second.store.get, task_id)
+        assert (row.name, row.status) == ("billing.send-invoice", "pending")
+    assert runs == []
+    assert second.registry.get("billing.send-invoice") is not None
+
+
+async def test_recovered_arguments_arrive_as_their_own_types(make_manager) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def register(manager):
+        @manager.task(persist=True, name="typed")
+        def typed(order: Order, at: datetime, amount: Decimal) -> None:
+            seen.append((order, at, amount))
+
+        return typed
+
+    first = make_manager()
+    typed = register(first)
+    order = Order(id=uuid4(), total=Decimal("10.50"))
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    async with first.lifespan():
+        tasks = ManagedBackgroundTasks(first)
+        task_id = tasks.options(delay=0.4).add_task(typed, order, at=at, amount=Decimal("0.10"))
+        await tasks()
+    second = make_manager()
+    register(second)
+    async with second.lifespan():
+        await wait_for_status(second, task_id, TaskStatus.SUCCESS)
+    assert seen == [(order, at, Decimal("0.10"))]
+    assert isinstance(seen[0][0], Order) and isinstance(seen[0][2], Decimal)
+
+
+async def test_add_task_outside_a_running_manager_says_how_to_start_it(make_manager) -> None:
+    manager = make_manager()
+
+    @manager.task()
+    def noop() -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match="lifespan"):
+        ManagedBackgroundTasks(manager).add_task(noop)
+
+
+async def test_a_plain_function_can_be_added_too(make_manager) -> None:
+    manager = make_manager()
+    runs: list[int] = []
+
+    def plain(n: int) -> None:
+        runs.append(n)
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        task_id = tasks.add_task(plain, 3)
+        await tasks()
+        row = await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+    assert runs == [3]
+    assert row.name.endswith("plain")
+
+
+async def test_a_task_added_outside_a_request_is_started_by_the_handoff_sweep(make_manager) -> None:
+    manager = make_manager(handoff_grace=0.1)
+    runs: list[int] = []
+
+    @manager.task()
+    def orphan(n: int) -> None:
+        runs.append(n)
+
+    async with manager.lifespan():
+        # Nobody calls the ManagedBackgroundTasks object (e.g. the endpoint raised after add_task).
+        ManagedBackgroundTasks(manager).add_task(orphan, 1)
+        await eventually(lambda: runs == [1])
