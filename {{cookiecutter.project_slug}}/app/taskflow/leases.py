@@ -2,8 +2,9 @@
 
 One control loop per instance: every tick it hands over jobs whose request never did and picks
 up cancel requests made on other instances; every lease/3 it renews all its leases in one
-statement; at start and every lease/2 (jittered) it recovers expired work. Recovery only puts
-rows back to PENDING under our name; the runner's claim is still the one way into RUNNING.
+statement; at start and every lease/2 (jittered) it recovers other owners' expired work and
+hands back rows it owns but no longer runs. Recovery only puts rows back to PENDING under our
+name; the runner's claim is still the one way into RUNNING.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from .models import utcnow
+from .models import TaskStatus, utcnow
 from .store import Store, leases
 
 logger = logging.getLogger("taskflow.leases")
@@ -71,6 +73,7 @@ class LeaseKeeper:
         poll_interval: float,
         on_recovered: Callable[[list[Any]], None],
         on_tick: Callable[[], Awaitable[None]],
+        holds: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -79,9 +82,14 @@ class LeaseKeeper:
         self._poll = poll_interval
         self._on_recovered = on_recovered
         self._on_tick = on_tick
+        # Whether this instance still has a job for a task (queued, waiting or running). Rows we
+        # own without a job (lost after an ambiguous write) are handed to recovery; None: no check.
+        self._holds = holds
+        self._suspects: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._recover_now = asyncio.Event()
+        self._outage = _Outage()
 
     def lease_until(self) -> datetime:
         return utcnow() + self._lease
@@ -107,50 +115,54 @@ class LeaseKeeper:
         while not self._stopped.is_set():
             now = loop.time()
             try:
-                if now >= next_recovery or self._recover_now.is_set():
-                    self._recover_now.clear()
-                    await self.recover()
-                    next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
+                # Renew before recovering: after an outage our own leases come back first.
                 if now >= next_renew:
                     await asyncio.to_thread(self._renew)
                     next_renew = now + lease / 3
+                if now >= next_recovery or self._recover_now.is_set():
+                    self._recover_now.clear()
+                    await self.recover()
+                    await self._hand_back_lost()
+                    next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
                 await self._on_tick()
+                self._outage.ended()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # The database may be briefly unreachable: say so plainly and keep going.
-                logger.error(
-                    "taskflow: lease upkeep failed, retrying: %s", str(exc).splitlines()[0] if str(exc) else exc
-                )
+                self._outage.failed(exc)
+            # While the database is away, back off (capped well inside the lease) instead of polling.
+            wait = min(self._poll * 2**self._outage.failures, lease / 6) if self._outage.failures else self._poll
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
+                async with asyncio.timeout(wait):
                     await self._recover_now.wait()
 
     def _renew(self) -> int:
         return self._store.write(lambda c: leases.renew(c, owner=self._owner, until=self.lease_until()))
 
     async def recover(self) -> int:
-        """Take over expired work until none is left; returns how many rows were taken."""
-        total = 0
+        """Take over other owners' expired work until none is left; returns how many rows were taken."""
+        recovered = quarantined = 0
         await asyncio.to_thread(self._expire_dead_neighbours)
         while True:
             rows = await asyncio.to_thread(self._take_batch)
             if rows:
-                total += len(rows)
+                quarantined += sum(1 for row in rows if row.status != TaskStatus.PENDING.value)
+                recovered += len(rows)
                 self._on_recovered(rows)
             if len(rows) < RECOVERY_BATCH:
                 break
         interrupted = await asyncio.to_thread(
-            lambda: self._store.write(lambda c: leases.interrupt_orphans(c, now=utcnow()))
+            lambda: self._store.write(lambda c: leases.interrupt_orphans(c, owner=self._owner, now=utcnow()))
         )
-        if total or interrupted:
+        if recovered or interrupted:
             logger.warning(
-                "taskflow: recovered %d persisted task(s) and marked %d unpersisted one(s) interrupted "
-                "after their instance stopped",
-                total,
+                "taskflow: took over %d persisted task(s) (%d of them quarantined after too many crashes) and "
+                "marked %d unpersisted one(s) interrupted, after their instance stopped or lost its lease",
+                recovered,
+                quarantined,
                 interrupted,
             )
-        return total
+        return recovered
 
     def _expire_dead_neighbours(self) -> None:
         owners = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
@@ -170,8 +182,66 @@ class LeaseKeeper:
             )
         )
 
+    async def _hand_back_lost(self) -> int:
+        """Disown rows we hold without a job, so recovery re-runs them (persisted) or interrupts them.
+
+        A job can be lost when a write's outcome was ambiguous (the connection dropped after the
+        commit): the retried claim then matches nothing. Its row would stay RUNNING under our
+        renewed lease forever. A row is only disowned when two checks a recovery period apart both
+        find it unchanged and without a job here: a job between two hands (claim in flight) is not.
+        """
+        if self._holds is None:
+            return 0
+        before = utcnow() - self._lease
+        owned = await asyncio.to_thread(
+            lambda: self._store.read(lambda c: leases.owned_since(c, owner=self._owner, before=before))
+        )
+        suspects = {task_id for task_id in owned if not self._holds(task_id)}
+        lost, self._suspects = sorted(suspects & self._suspects), suspects
+        if not lost:
+            return 0
+        disowned = await asyncio.to_thread(
+            lambda: self._store.write(lambda c: leases.disown(c, owner=self._owner, task_ids=lost, before=before))
+        )
+        if disowned:
+            logger.error(
+                "taskflow: %d task(s) owned here had no job (lost after an ambiguous database write); "
+                "handing them to recovery: %s",
+                disowned,
+                ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
+            )
+            self.recover_soon()
+        return disowned
+
     def release(self) -> tuple[int, int]:
         return self._store.write(lambda c: leases.release(c, owner=self._owner, now=utcnow()))
 
     def cancel_requests(self) -> list[str]:
         return self._store.read(lambda c: leases.cancel_requests(c, owner=self._owner))
+
+
+class _Outage:
+    """Log a database outage once when it starts and once when it ends, not on every retry."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self._since = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            self._since = time.monotonic()
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            logger.error(
+                "taskflow: lease upkeep failed (database unreachable or locked?); retrying with backoff: %s",
+                first_line,
+            )
+
+    def ended(self) -> None:
+        if self.failures:
+            logger.warning(
+                "taskflow: lease upkeep works again after %d failed tries over %.1fs",
+                self.failures,
+                time.monotonic() - self._since,
+            )
+            self.failures = 0

@@ -482,6 +482,7 @@ class _Runtime:
             poll_interval=config.poll_interval,
             on_recovered=self._submit_recovered,
             on_tick=self._tick,
+            holds=self._holds,
         )
         self.redis: RedisBridge | None = None
         self._previous_signals: dict[int, Any] = {}
@@ -528,6 +529,10 @@ class _Runtime:
         if self.redis is not None:
             await self.redis.stop()
         manager.events.unbind()
+
+    def _holds(self, task_id: str) -> bool:
+        """Whether this instance has a job for the task (queued, waiting, running, or not yet handed over)."""
+        return self.runner.owns(task_id) or task_id in self.manager._unhanded
 
     def _submit_recovered(self, rows: list[Any]) -> None:
         for job in self.manager._jobs_from_recovered(rows):

@@ -15,7 +15,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..models import TaskStatus
-from .writes import TASKS
+from .writes import CHUNK, TASKS
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
@@ -23,6 +23,13 @@ RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
 
 def _expired(now: datetime) -> Any:
     return or_(TASKS.c.lease_expires_at.is_(None), TASKS.c.lease_expires_at < now)
+
+
+def _not_ours(owner: str) -> Any:
+    # Our own rows are never "expired work": we are alive and renew them. Their lease can run out
+    # while the database is unreachable or locked; taking them over then would re-run tasks that
+    # are still running here (their outcomes then rejected by the fencing).
+    return or_(TASKS.c.owner.is_(None), TASKS.c.owner != owner)
 
 
 def renew(connection: Connection, *, owner: str, until: datetime) -> int:
@@ -34,7 +41,7 @@ def renew(connection: Connection, *, owner: str, until: datetime) -> int:
 def take_over_expired(
     connection: Connection, *, owner: str, now: datetime, until: datetime, limit: int, max_recoveries: int
 ) -> list[Any]:
-    """Claim persisted active rows whose lease expired; return them (now PENDING, owned by us).
+    """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
 
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
@@ -42,7 +49,7 @@ def take_over_expired(
     # expired: persisted, active, nobody's lease; oldest first so nothing starves.
     expired = (
         select(TASKS.c.id)
-        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -52,7 +59,7 @@ def take_over_expired(
     over_cap = crashed & (TASKS.c.recoveries + 1 > max_recoveries)
     statement = (
         update(TASKS)
-        .where(TASKS.c.id.in_(expired), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .where(TASKS.c.id.in_(expired), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
         .values(
             owner=owner,
             lease_expires_at=until,
@@ -71,11 +78,11 @@ def take_over_expired(
     return list(connection.execute(statement))
 
 
-def interrupt_orphans(connection: Connection, *, now: datetime) -> int:
-    """Non-persisted rows whose owner died are INTERRUPTED: they are never re-run."""
+def interrupt_orphans(connection: Connection, *, owner: str, now: datetime) -> int:
+    """Other owners' non-persisted rows whose lease expired are INTERRUPTED: they are never re-run."""
     statement = (
         update(TASKS)
-        .where(TASKS.c.persist.is_(False), TASKS.c.status.in_(ACTIVE), _expired(now))
+        .where(TASKS.c.persist.is_(False), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
         .values(status=TaskStatus.INTERRUPTED.value, finished_at=now, updated_at=now, owner=None)
     )
     return connection.execute(statement).rowcount
@@ -113,6 +120,36 @@ def live_owners(connection: Connection, *, now: datetime) -> list[str]:
         .group_by(TASKS.c.owner)
     )
     return [row.owner for row in connection.execute(statement)]
+
+
+def owned_since(connection: Connection, *, owner: str, before: datetime) -> list[str]:
+    """Ids of this owner's active rows that have not changed since `before`."""
+    statement = select(TASKS.c.id).where(
+        TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.updated_at < before
+    )
+    return [row.id for row in connection.execute(statement)]
+
+
+def disown(connection: Connection, *, owner: str, task_ids: list[str], before: datetime) -> int:
+    """Give up rows this owner holds but no longer runs, so recovery takes them like a dead owner's.
+
+    Guarded on the owner and on `updated_at`: a row that moved on meanwhile (claimed, finished)
+    is left alone. Persisted rows are then re-run; the others become INTERRUPTED.
+    """
+    disowned = 0
+    for start in range(0, len(task_ids), CHUNK):
+        statement = (
+            update(TASKS)
+            .where(
+                TASKS.c.id.in_(task_ids[start : start + CHUNK]),
+                TASKS.c.owner == owner,
+                TASKS.c.status.in_(ACTIVE),
+                TASKS.c.updated_at < before,
+            )
+            .values(owner=None, lease_expires_at=None)
+        )
+        disowned += connection.execute(statement).rowcount
+    return disowned
 
 
 def cancel_requests(connection: Connection, *, owner: str) -> list[str]:
