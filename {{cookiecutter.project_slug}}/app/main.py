@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import health, tasks
+from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
 from app.taskflow import TaskAdmin
@@ -55,5 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_key=settings.secret_key.get_secret_value() or None,
         title=settings.app_name,
         manage_lifespan=False,
+        pages=[pages.page],
     )
     return app

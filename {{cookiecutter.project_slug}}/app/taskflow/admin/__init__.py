@@ -1,22 +1,51 @@
-"""TaskAdmin: mounts the admin (JSON API and dashboard) and, optionally, installs the manager."""
+"""TaskAdmin: mounts the admin (JSON API, dashboard, event stream) and, optionally, installs the manager.
+
+Every admin route hangs off ONE router whose dependency is `require_principal` (auth.py); only
+the login form is outside it. Module map: api.py (JSON), pages.py + views.py + templates/
+(HTML), sse.py (live rows), static.py (vendored htmx), login.py, guards.py (mutations),
+service.py (what the routes call), ../metrics.py (metrics and Prometheus).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from ..metrics import prometheus_registry
 from ..store import TaskFilter
-from .auth import Credentials, require_principal
+from .auth import Credentials, Principal, PrincipalDep, Role, get_admin, require_principal
+from .filters import as_utc
+from .guards import ActorDep
+from .session import SessionSigner
+from .templating import create_templates
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
 
 logger = logging.getLogger("taskflow.admin")
+
+__all__ = ["ActorDep", "AdminPage", "Principal", "PrincipalDep", "Role", "TaskAdmin", "get_admin", "require_principal"]
+
+
+@dataclass(frozen=True)
+class AdminPage:
+    """A page added to the dashboard (see docs/admin.md): its routes, its nav entry, its templates.
+
+    The router is included under `<path>/dashboard` behind the admin's auth; `endpoint` is the
+    route name the navigation links to; `templates` is searched before the admin's own templates.
+    """
+
+    router: APIRouter
+    label: str
+    endpoint: str
+    templates: Path | None = None
 
 
 class TaskAdmin:
@@ -41,18 +70,39 @@ class TaskAdmin:
         secret_key: str | None = None,
         title: str = "Tasks",
         manage_lifespan: bool = True,
+        pages: Sequence[AdminPage] = (),
+        trusted_origins: Sequence[str] = (),
+        count_cap: int | None = 10_000,
+        metrics_ttl: float = 2.0,
+        session_max_age: int = 12 * 3600,
     ) -> None:
+        from .. import __version__
+        from .service import AdminService
+        from .templating import Renderer
+
         self.task_manager = task_manager
         self.path = "/" + path.strip("/")
         self.display_func_args = display_func_args
         self.title = title
-        self.secret_key = secret_key
+        self.version = __version__
         self.credentials = Credentials.build(
             username=username,
             password=password,
             readonly_username=readonly_username,
             readonly_password=readonly_password,
         )
+        # Without a configured key, sessions are signed with a per-process key: they end on restart
+        # and are not shared between instances (configure SECRET_KEY for either).
+        self.secret_key = secret_key or secrets.token_urlsafe(32)
+        self.sessions = SessionSigner(self.secret_key, path=self.path, max_age=session_max_age)
+        # Origins (scheme://host[:port]) besides the request's own host allowed to send mutations.
+        self.trusted_origins = frozenset(origin.rstrip("/") for origin in trusted_origins)
+        self.pages = tuple(pages)
+        self.nav = [(page.label, page.endpoint) for page in self.pages]
+        self.service = AdminService(task_manager, count_cap=count_cap, metrics_ttl=metrics_ttl)
+        self.prometheus = prometheus_registry(self.service.insights)
+        templates = create_templates([page.templates for page in self.pages if page.templates is not None])
+        self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
         app.include_router(self.router())
         if auto_install:
@@ -62,12 +112,20 @@ class TaskAdmin:
         self._warn_if_open(app)
 
     def router(self) -> APIRouter:
-        from . import api
+        from . import api, login, pages, sse, static
 
-        # One auth dependency on the outer router covers every admin route.
-        router = APIRouter(dependencies=[Depends(require_principal)], tags=["taskflow"])
-        router.include_router(api.router, prefix=self.path)
-        return router
+        # One auth dependency on this router covers every admin route: JSON, pages, events, static.
+        guarded = APIRouter(dependencies=[Depends(require_principal)], tags=["taskflow"])
+        for page in self.pages:
+            guarded.include_router(page.router, prefix=f"{self.path}/dashboard", include_in_schema=False)
+        for module in (pages, sse, static, login):
+            guarded.include_router(module.router, prefix=self.path, include_in_schema=module is not pages)
+        # Last: its GET /{task_id} would otherwise take /dashboard, /login, ... for task ids.
+        guarded.include_router(api.router, prefix=self.path)
+        outer = APIRouter()
+        outer.include_router(login.public, prefix=self.path)
+        outer.include_router(guarded)
+        return outer
 
     def _warn_if_open(self, app: FastAPI) -> None:
         if not self.credentials.open:
@@ -87,12 +145,8 @@ class TaskAdmin:
 
         app.router.lifespan_context = lifespan
 
-    @staticmethod
-    def as_utc(value: datetime | None) -> datetime | None:
-        """Query times as aware UTC, like the stored ones (a naive time is taken as UTC)."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # Kept for code written against the first version of this class.
+    as_utc = staticmethod(as_utc)
 
     def list_page(self, task_filter: TaskFilter, limit: int, offset: int) -> tuple[list[Any], int]:
         store = self.task_manager.store

@@ -1,70 +1,143 @@
-"""The admin JSON API under /tasks (list, metrics, detail)."""
+"""The admin JSON API under the admin path (default /tasks).
+
+Fixed paths (/metrics, /audit, /registry, /retry-failed, ...) are declared before /{task_id}, so
+they are never taken for a task id. Mutations depend on `require_actor` (role, origin, CSRF).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from ..models import TaskStatus
-from ..store import TaskFilter, queries
-from .schemas import Metrics, TaskDetail, TaskPublic
+from ..manager import TaskNotFound
+from ..metrics import prometheus_text
+from ..store import TaskFilter
+from .auth import get_admin
+from .filters import api_filter
+from .guards import ActorDep
+from .schemas import (
+    ActionResult,
+    AuditPublic,
+    BulkRetryResult,
+    Metrics,
+    RegisteredTask,
+    TaskDetail,
+    TaskPublic,
+)
+from .service import ActionRefused, AdminService
 
 router = APIRouter()
 
+FilterDep = Annotated[TaskFilter, Depends(api_filter)]
+MAX_BULK = 1000
 
-def _admin(request: Request):  # type: ignore[no-untyped-def]
-    return request.app.state.taskflow_admin
+
+def get_service(request: Request) -> AdminService:
+    return get_admin(request).service
+
+
+ServiceDep = Annotated[AdminService, Depends(get_service)]
+
+
+def _not_found(task_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no task with id {task_id!r}")
 
 
 @router.get("", response_model=list[TaskPublic], name="taskflow_list")
 async def list_tasks(
     request: Request,
     response: Response,
-    status: Annotated[
-        TaskStatus | None, Query(description="pending, running, success, failed, cancelled, interrupted")
-    ] = None,
-    name: Annotated[str | None, Query(max_length=200)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the id, name or error")] = None,
+    service: ServiceDep,
+    task_filter: FilterDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[TaskPublic]:
-    """Tasks, newest first. The total matching count is in the X-Total-Count header."""
-    admin = _admin(request)
-    task_filter = TaskFilter(status=status, name=name, since=admin.as_utc(since), until=admin.as_utc(until), text=q)
-    rows, total = await asyncio.to_thread(admin.list_page, task_filter, limit, offset)
-    response.headers["X-Total-Count"] = str(total)
-    return [TaskPublic.from_row(row, show_arguments=admin.display_func_args) for row in rows]
+    """Tasks, newest first. The matching count is in X-Total-Count ("10000+" past the count cap)."""
+    page = await service.list_page(task_filter, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = page.total_label
+    show = get_admin(request).display_func_args
+    return [TaskPublic.from_row(row, show_arguments=show) for row in page.rows]
 
 
 @router.get("/metrics", response_model=Metrics, name="taskflow_metrics")
-async def metrics(request: Request) -> Metrics:
-    """Counts by status, success rate and average duration."""
-    admin = _admin(request)
-    counts, avg = await asyncio.to_thread(
-        admin.task_manager.store.read, lambda c: (queries.status_counts(c), queries.average_duration(c))
-    )
-    finished = counts["success"] + counts["failed"]
-    return Metrics(
-        total=sum(counts.values()),
-        **counts,
-        success_rate=None if not finished else counts["success"] / finished,
-        avg_duration_seconds=avg,
+async def metrics(service: ServiceDep) -> Metrics:
+    """Counts by status, success rate, duration p50/p95 per task name and recent throughput."""
+    return Metrics.from_snapshot(await service.metrics())
+
+
+@router.get("/metrics/prometheus", name="taskflow_prometheus")
+async def prometheus(request: Request) -> Response:
+    """The same figures in the Prometheus text exposition format."""
+    body = await asyncio.to_thread(prometheus_text, get_admin(request).prometheus)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/registry", response_model=list[RegisteredTask], name="taskflow_registry")
+async def registry(service: ServiceDep) -> list[RegisteredTask]:
+    """Registered tasks with their effective retry policy."""
+    return [RegisteredTask.model_validate(entry) for entry in service.registry()]
+
+
+@router.get("/audit", response_model=list[AuditPublic], name="taskflow_audit")
+async def audit(
+    service: ServiceDep,
+    task_id: Annotated[str | None, Query(max_length=36)] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[AuditPublic]:
+    """Admin actions (retry, cancel, bulk retry), newest first."""
+    rows = await service.audit(limit=limit, offset=offset, task_id=task_id, actor=actor)
+    return [AuditPublic.from_row(row) for row in rows]
+
+
+@router.post("/retry-failed", response_model=BulkRetryResult, name="taskflow_retry_failed")
+async def retry_failed(
+    service: ServiceDep,
+    principal: ActorDep,
+    task_filter: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_BULK, description="retry at most this many")] = 100,
+) -> BulkRetryResult:
+    """Retry failed tasks matching the filter (status is implied) that were not retried yet."""
+    if task_filter.status is not None and task_filter.status.value != "failed":
+        raise HTTPException(status_code=422, detail="retry-failed only retries failed tasks; drop the status filter")
+    done, refused = await service.retry_failed(principal, task_filter, limit=limit)
+    return BulkRetryResult(
+        retried=[ActionResult(task_id=old, outcome="retried", new_task_id=new) for old, new in done],
+        failed=[{"task_id": old, "reason": reason} for old, reason in refused],
     )
 
 
 @router.get("/{task_id}", response_model=TaskDetail, name="taskflow_detail")
-async def task_detail(request: Request, task_id: str) -> TaskDetail:
+async def task_detail(request: Request, service: ServiceDep, task_id: str) -> TaskDetail:
     """One task with its attempts, logs, error, traceback, progress and result."""
-    admin = _admin(request)
-    store = admin.task_manager.store
-    row, attempts = await asyncio.to_thread(
-        store.read, lambda c: (queries.get_task(c, task_id), queries.list_attempts(c, task_id))
-    )
-    if row is None:
-        raise HTTPException(status_code=404, detail=f"no task with id {task_id!r}")
-    return TaskDetail.from_parts(row, attempts, show_arguments=admin.display_func_args)
+    view = await service.task(task_id)
+    if view is None:
+        raise _not_found(task_id)
+    return TaskDetail.from_parts(view.row, view.attempts, show_arguments=get_admin(request).display_func_args)
+
+
+@router.post("/{task_id}/retry", response_model=ActionResult, status_code=202, name="taskflow_retry")
+async def retry(service: ServiceDep, principal: ActorDep, task_id: str) -> ActionResult:
+    """Run a failed, cancelled or interrupted task again, as a new task linked to this one."""
+    try:
+        new_id = await service.retry(principal, task_id)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except ActionRefused as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return ActionResult(task_id=task_id, outcome="retried", new_task_id=new_id)
+
+
+@router.post("/{task_id}/cancel", response_model=ActionResult, status_code=202, name="taskflow_cancel")
+async def cancel(service: ServiceDep, principal: ActorDep, task_id: str) -> ActionResult:
+    """Cancel a pending task (it never runs) or a running one."""
+    try:
+        outcome = await service.cancel(principal, task_id)
+    except TaskNotFound:
+        raise _not_found(task_id) from None
+    except ActionRefused as error:
+        raise HTTPException(status_code=409, detail=str(error)) from None
+    return ActionResult(task_id=task_id, outcome=outcome.value)

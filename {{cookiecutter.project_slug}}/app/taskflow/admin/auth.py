@@ -1,13 +1,23 @@
-"""Who may use the admin: one dependency guards every route (JSON, pages and the event stream)."""
+"""Who may use the admin: one dependency guards every route (JSON, pages, event stream, static).
+
+A request is authenticated by HTTP Basic credentials (scripts, `curl -u`) or by the dashboard's
+signed session cookie (browsers, after the login form). Without either, a browser navigating to
+a page is redirected to the login form (303) and everything else gets 401, so no data leaks.
+"""
 
 from __future__ import annotations
 
 import enum
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Literal
+from urllib.parse import urlencode
 
-from fastapi import HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+if TYPE_CHECKING:
+    from . import TaskAdmin
 
 
 class Role(enum.StrEnum):
@@ -19,13 +29,16 @@ class Role(enum.StrEnum):
 class Principal:
     username: str
     role: Role
+    # How this request proved who it is: mutations from a session need a CSRF token, Basic ones don't.
+    via: Literal["basic", "session", "open"] = "basic"
+    csrf: str | None = None
 
     @property
     def can_act(self) -> bool:
         return self.role is Role.ADMIN
 
 
-ANONYMOUS = Principal("anonymous", Role.ADMIN)
+ANONYMOUS = Principal("anonymous", Role.ADMIN, via="open")
 
 
 @dataclass(frozen=True)
@@ -62,22 +75,76 @@ class Credentials:
             return Principal(username, role)
         return None
 
+    def password_of(self, username: str) -> str | None:
+        entry = self.users.get(username)
+        return entry[0] if entry else None
+
+    def role_of(self, username: str) -> Role | None:
+        entry = self.users.get(username)
+        return entry[1] if entry else None
+
 
 basic = HTTPBasic(auto_error=False, realm="taskflow admin")
 
 
+def get_admin(request: Request) -> TaskAdmin:
+    return request.app.state.taskflow_admin  # type: ignore[no-any-return]
+
+
 async def require_principal(request: Request) -> Principal:
-    """The admin router's one dependency: Basic credentials (or, for pages, a session)."""
-    credentials: Credentials = request.app.state.taskflow_admin.credentials
-    if credentials.open:
-        return ANONYMOUS
+    """The admin router's one dependency: Basic credentials, else the session cookie."""
+    admin = get_admin(request)
+    credentials = admin.credentials
     supplied: HTTPBasicCredentials | None = await basic(request)
-    if supplied is not None:
+    if supplied is not None and not credentials.open:
         principal = credentials.check(supplied.username, supplied.password)
-        if principal is not None:
-            return principal
-    raise HTTPException(
-        status_code=status.HTTP_401_UNAUTHORIZED,
-        detail="admin credentials required",
-        headers={"WWW-Authenticate": 'Basic realm="taskflow admin"'},
+        if principal is None:  # wrong credentials never fall back to a cookie
+            raise _unauthenticated(request, admin)
+        return principal
+    session = admin.sessions.load(request)
+    if credentials.open:
+        return Principal(
+            ANONYMOUS.username, Role.ADMIN, via="session" if session else "open", csrf=session and session.csrf
+        )
+    if session is not None and session.username is not None:
+        role = credentials.role_of(session.username)
+        password = credentials.password_of(session.username)
+        # A changed password (or a removed user) ends the sessions issued before.
+        if (
+            role is not None
+            and password is not None
+            and secrets.compare_digest(session.fingerprint, admin.sessions.fingerprint(password))
+        ):
+            return Principal(session.username, role, via="session", csrf=session.csrf)
+    raise _unauthenticated(request, admin)
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating to a page (not htmx, not the event stream, not a script)."""
+    accept = request.headers.get("accept", "")
+    return (
+        request.method in {"GET", "HEAD"}
+        and "text/html" in accept
+        and "HX-Request" not in request.headers
+        and "text/event-stream" not in accept
     )
+
+
+def _unauthenticated(request: Request, admin: TaskAdmin) -> HTTPException:
+    login = str(request.url_for("taskflow_login").path)
+    if wants_page(request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        location = f"{login}?{urlencode({'next': target})}"
+        return HTTPException(
+            status_code=status.HTTP_303_SEE_OTHER, detail="login required", headers={"Location": location}
+        )
+    headers = {}
+    if "HX-Request" in request.headers:
+        headers["HX-Redirect"] = login  # htmx follows this after a session expired
+    elif request.headers.get("sec-fetch-mode", "navigate") == "navigate":
+        # Only for scripts and navigations: a challenge on a fetch would pop the browser's Basic dialog.
+        headers["WWW-Authenticate"] = 'Basic realm="taskflow admin"'
+    return HTTPException(status_code=status.HTTP_401_UNAUTHORIZED, detail="admin credentials required", headers=headers)

@@ -131,7 +131,22 @@ class TaskDetail(TaskPublic):
         )
 
 
+class DurationPublic(BaseModel):
+    name: str
+    count: int
+    p50_seconds: float
+    p95_seconds: float
+
+
+class ThroughputPublic(BaseModel):
+    minute: datetime
+    success: int
+    failed: int
+
+
 class Metrics(BaseModel):
+    """Counts cover the whole table; durations and throughput the newest `window` finished tasks."""
+
     total: int
     pending: int
     running: int
@@ -141,3 +156,72 @@ class Metrics(BaseModel):
     interrupted: int
     success_rate: float | None
     avg_duration_seconds: float | None
+    durations: list[DurationPublic] = []
+    throughput: list[ThroughputPublic] = []
+    finished_per_second: float = 0.0
+    window: int = 0
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Any) -> Metrics:
+        return cls(
+            total=snapshot.total,
+            **snapshot.counts,
+            success_rate=snapshot.success_rate,
+            avg_duration_seconds=snapshot.avg_duration_seconds,
+            durations=[
+                DurationPublic(name=d.name, count=d.count, p50_seconds=d.p50, p95_seconds=d.p95)
+                for d in snapshot.durations
+            ],
+            throughput=[
+                ThroughputPublic(minute=b.start, success=b.success, failed=b.failed) for b in snapshot.throughput
+            ],
+            finished_per_second=snapshot.per_second,
+            window=snapshot.window,
+        )
+
+
+class AuditPublic(BaseModel):
+    """One admin action from the audit trail."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    task_id: str | None
+    detail: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> AuditPublic:
+        return cls(
+            id=row.id, at=_aware(row.at), actor=row.actor, action=row.action, task_id=row.task_id, detail=row.detail
+        )  # type: ignore[arg-type]
+
+
+class RegisteredTask(BaseModel):
+    """A registered task with its effective options (task option, otherwise the default)."""
+
+    name: str
+    function: str
+    is_async: bool
+    persist: bool
+    timeout: float | None
+    retries: int
+    delay: float
+    backoff: float
+    max_delay: float
+    jitter: bool
+    retry_on: list[str]
+    give_up_on: list[str]
+
+
+class ActionResult(BaseModel):
+    """The outcome of retry or cancel."""
+
+    task_id: str
+    outcome: str
+    new_task_id: str | None = None
+
+
+class BulkRetryResult(BaseModel):
+    retried: list[ActionResult]
+    failed: list[dict[str, str]] = []

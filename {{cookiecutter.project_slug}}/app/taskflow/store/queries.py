@@ -1,4 +1,9 @@
-"""Read queries for the admin and the JSON API: paginated, filtered, index-friendly."""
+"""Read queries for the admin and the JSON API: paginated, filtered, index-friendly.
+
+Every list is ORDER BY created_at DESC with a LIMIT, so SQLite and PostgreSQL walk one of the
+(status|name, created_at) indexes backwards and stop after a page, however large the table.
+Counts are capped for the same reason (see count_tasks_capped).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.engine import Connection
 
-from ..models import TaskStatus
+from ..models import AuditEntry, TaskStatus
 from .writes import ATTEMPTS, TASKS
+
+AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
+
+# The columns a list row needs: the big text columns (arguments, traceback, result) stay on disk.
+LIST_COLUMNS = [
+    column
+    for column in TASKS.c
+    if column.name not in {"traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,21 +47,26 @@ class TaskFilter:
         if self.until is not None:
             clauses.append(TASKS.c.created_at < self.until)
         if self.text:
-            pattern = f"%{self.text.lower()}%"
+            pattern = f"%{_escape_like(self.text.lower())}%"
             clauses.append(
                 or_(
-                    func.lower(TASKS.c.id).like(pattern),
-                    func.lower(TASKS.c.name).like(pattern),
-                    func.lower(TASKS.c.error_message).like(pattern),
+                    func.lower(TASKS.c.id).like(pattern, escape="\\"),
+                    func.lower(TASKS.c.name).like(pattern, escape="\\"),
+                    func.lower(TASKS.c.error_message).like(pattern, escape="\\"),
                 )
             )
         return clauses
 
 
+def _escape_like(text: str) -> str:
+    # A search for "50%" means the text "50%", not "50 followed by anything".
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def list_tasks(connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int) -> list[Any]:
     """Newest first; ties broken by id so pages are stable."""
     statement = (
-        select(TASKS)
+        select(*LIST_COLUMNS)
         .where(*task_filter.clauses())
         .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
         .limit(limit)
@@ -61,6 +80,13 @@ def count_tasks(connection: Connection, task_filter: TaskFilter) -> int:
     return int(connection.execute(statement).scalar_one())
 
 
+def count_tasks_capped(connection: Connection, task_filter: TaskFilter, *, cap: int) -> tuple[int, bool]:
+    """(count, exact): counts at most cap + 1 rows, so a filter matching millions costs a bounded scan."""
+    inner = select(TASKS.c.id).where(*task_filter.clauses()).limit(cap + 1).subquery()
+    counted = int(connection.execute(select(func.count()).select_from(inner)).scalar_one())
+    return (cap, False) if counted > cap else (counted, True)
+
+
 def get_task(connection: Connection, task_id: str) -> Any | None:
     return connection.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
 
@@ -68,7 +94,7 @@ def get_task(connection: Connection, task_id: str) -> Any | None:
 def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:
     if not task_ids:
         return []
-    return list(connection.execute(select(TASKS).where(TASKS.c.id.in_(task_ids))))
+    return list(connection.execute(select(*LIST_COLUMNS).where(TASKS.c.id.in_(task_ids))))
 
 
 def find_by_idempotency_key(connection: Connection, key: str) -> str | None:
@@ -78,6 +104,12 @@ def find_by_idempotency_key(connection: Connection, key: str) -> str | None:
 def list_attempts(connection: Connection, task_id: str) -> list[Any]:
     statement = select(ATTEMPTS).where(ATTEMPTS.c.task_id == task_id).order_by(ATTEMPTS.c.number, ATTEMPTS.c.id)
     return list(connection.execute(statement))
+
+
+def retries_of(connection: Connection, task_id: str) -> list[str]:
+    """Ids of the tasks that retry this one (manual retries), oldest first."""
+    statement = select(TASKS.c.id).where(TASKS.c.retry_of == task_id).order_by(TASKS.c.created_at)
+    return list(connection.execute(statement).scalars())
 
 
 def status_counts(connection: Connection) -> dict[str, int]:
@@ -91,3 +123,43 @@ def average_duration(connection: Connection) -> float | None:
     statement = select(func.avg(ATTEMPTS.c.duration)).where(ATTEMPTS.c.status == TaskStatus.SUCCESS.value)
     value = connection.execute(statement).scalar_one()
     return None if value is None else float(value)
+
+
+def recent_finished(connection: Connection, status: TaskStatus, *, limit: int) -> list[Any]:
+    """The newest `limit` tasks in one final status: the bounded window metrics are computed over.
+
+    One query per status (not `status IN (...)`), so each walks its (status, created_at) index.
+    """
+    statement = (
+        select(TASKS.c.name, TASKS.c.status, TASKS.c.started_at, TASKS.c.finished_at)
+        .where(TASKS.c.status == status.value)
+        .order_by(TASKS.c.created_at.desc())
+        .limit(limit)
+    )
+    return list(connection.execute(statement))
+
+
+def retryable_failed_ids(connection: Connection, task_filter: TaskFilter, *, limit: int) -> list[str]:
+    """Failed tasks matching the filter that no task retries yet, newest first (bulk retry)."""
+    retry = TASKS.alias("retry")
+    retried = select(retry.c.id).where(retry.c.retry_of == TASKS.c.id)
+    statement = (
+        select(TASKS.c.id)
+        .where(*task_filter.clauses(), TASKS.c.status == TaskStatus.FAILED.value, ~exists(retried))
+        .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
+        .limit(limit)
+    )
+    return list(connection.execute(statement).scalars())
+
+
+def list_audit(
+    connection: Connection, *, limit: int, offset: int, task_id: str | None = None, actor: str | None = None
+) -> list[Any]:
+    """Admin actions, newest first."""
+    statement = select(AUDIT)
+    if task_id:
+        statement = statement.where(AUDIT.c.task_id == task_id)
+    if actor:
+        statement = statement.where(AUDIT.c.actor == actor)
+    statement = statement.order_by(AUDIT.c.at.desc(), AUDIT.c.id.desc()).limit(limit).offset(offset)
+    return list(connection.execute(statement))

@@ -1,0 +1,79 @@
+"""Query-string filters shared by the JSON list, the bulk retry and the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Query
+
+from ..models import TaskStatus
+from ..store import TaskFilter
+
+MAX_TEXT = 200
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Query times as aware UTC, like the stored ones (a naive time is taken as UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def api_filter(
+    status: Annotated[
+        TaskStatus | None, Query(description="pending, running, success, failed, cancelled, interrupted")
+    ] = None,
+    name: Annotated[str | None, Query(max_length=MAX_TEXT, description="exact task name")] = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601; naive is UTC)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (ISO 8601; naive is UTC)")] = None,
+    q: Annotated[str | None, Query(max_length=MAX_TEXT, description="text in the id, name or error")] = None,
+) -> TaskFilter:
+    """Dependency for the JSON API: FastAPI answers 422 with a message for a bad value."""
+    return TaskFilter(status=status, name=name or None, since=as_utc(since), until=as_utc(until), text=q or None)
+
+
+@dataclass
+class FilterForm:
+    """The dashboard's filter form: empty fields mean "any", bad values become messages (shown, not 500)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    task_filter: TaskFilter = field(default_factory=TaskFilter)
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> FilterForm:
+        values = {key: (params.get(key) or "").strip() for key in ("status", "name", "since", "until", "q")}
+        errors: list[str] = []
+        status = None
+        if values["status"]:
+            try:
+                status = TaskStatus(values["status"])
+            except ValueError:
+                errors.append(f"unknown status {values['status']!r}")
+        times: dict[str, datetime | None] = {}
+        for key in ("since", "until"):
+            times[key] = None
+            if values[key]:
+                try:
+                    times[key] = as_utc(datetime.fromisoformat(values[key]))
+                except ValueError:
+                    errors.append(f"{key} must be a date and time like 2025-01-31T13:45, got {values[key]!r}")
+        for key in ("name", "q"):
+            if len(values[key]) > MAX_TEXT:
+                errors.append(f"{key} is longer than {MAX_TEXT} characters")
+                values[key] = values[key][:MAX_TEXT]
+        task_filter = TaskFilter(
+            status=status,
+            name=values["name"] or None,
+            since=times["since"],
+            until=times["until"],
+            text=values["q"] or None,
+        )
+        return cls(values=values, errors=errors, task_filter=task_filter)
+
+    def query(self) -> dict[str, str]:
+        """The non-empty values, for links (pagination, the event stream)."""
+        return {key: value for key, value in self.values.items() if value}

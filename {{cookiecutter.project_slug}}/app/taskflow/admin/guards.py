@@ -1,0 +1,65 @@
+"""Extra checks on every mutation: the role may act, the request is same-origin, the CSRF token matches.
+
+Browsers attach cookies (and cached Basic credentials) to cross-site requests, so a mutation is
+refused when the browser says it is cross-site (`Sec-Fetch-Site`) or when its Origin/Referer
+names another host. Pages also send a per-session CSRF token (form field or `X-CSRF-Token`
+header); API clients that authenticate with Basic credentials and no cookie don't need one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request, status
+
+from .auth import Principal, get_admin, require_principal
+
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+def _forbidden(detail: str) -> HTTPException:
+    return HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=detail)
+
+
+def check_same_origin(request: Request, trusted: frozenset[str]) -> None:
+    fetch_site = request.headers.get("sec-fetch-site")
+    # "same-site" is refused too: a sibling subdomain is not necessarily ours.
+    if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
+        raise _forbidden(f"cross-site request refused (Sec-Fetch-Site: {fetch_site})")
+    host = request.headers.get("host", "")
+    for header in ("origin", "referer"):
+        value = request.headers.get(header)
+        if value is None:
+            continue
+        netloc = urlsplit(value).netloc if value != "null" else "null"
+        if netloc != host and value.rstrip("/") not in trusted:
+            raise _forbidden(f"cross-origin request refused ({header} does not match the host)")
+        return  # Origin is authoritative when present; Referer is the fallback
+
+
+async def _submitted_token(request: Request) -> str | None:
+    token = request.headers.get(CSRF_HEADER)
+    if token is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        value = (await request.form()).get(CSRF_FIELD)  # cached: the endpoint can read the form again
+        token = value if isinstance(value, str) else None
+    return token
+
+
+async def require_actor(request: Request, principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
+    """Dependency of every mutating route (403 on failure)."""
+    if not principal.can_act:
+        raise _forbidden(f"user {principal.username!r} is read-only")
+    check_same_origin(request, get_admin(request).trusted_origins)
+    if principal.via == "session":
+        token = await _submitted_token(request)
+        if not token or principal.csrf is None or not secrets.compare_digest(token, principal.csrf):
+            raise _forbidden("missing or invalid CSRF token; reload the page and try again")
+    return principal
+
+
+ActorDep = Annotated[Principal, Depends(require_actor)]

@@ -1,0 +1,63 @@
+"""The login form and logout. The login form is the one admin route reachable without credentials.
+
+It shows no task data; a successful login sets the signed session cookie and redirects (303) to
+`next` when that is a path inside the admin, else to the dashboard.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .auth import ANONYMOUS, PrincipalDep, get_admin
+from .guards import check_same_origin
+
+public = APIRouter()  # included WITHOUT the auth dependency: only the login form lives here
+router = APIRouter()  # logout: behind the auth dependency like everything else
+
+
+def _safe_next(request: Request, target: str | None) -> str:
+    admin = get_admin(request)
+    # Only paths inside the admin: no open redirect to another site ("//evil", "https://...").
+    if target and target.startswith(admin.path + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return str(request.url_for("taskflow_dashboard").path)
+
+
+def _form(request: Request, *, error: str | None, status_code: int, username: str = "") -> HTMLResponse:
+    admin = get_admin(request)
+    context = {"error": error, "username": username, "next": request.query_params.get("next", "")}
+    return admin.renderer.render(request, "login.html", context, principal=ANONYMOUS, status_code=status_code)
+
+
+@public.get("/login", response_class=HTMLResponse, name="taskflow_login", include_in_schema=False)
+async def login_form(request: Request) -> Response:
+    if get_admin(request).credentials.open:
+        return RedirectResponse(_safe_next(request, request.query_params.get("next")), status_code=303)
+    return _form(request, error=None, status_code=200)
+
+
+@public.post("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=500)],
+    next: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    check_same_origin(request, get_admin(request).trusted_origins)  # no login CSRF from other sites
+    admin = get_admin(request)
+    principal = admin.credentials.check(username, password)
+    if principal is None:
+        return _form(request, error="Wrong user name or password.", status_code=401, username=username)
+    response = RedirectResponse(_safe_next(request, next), status_code=303)
+    admin.sessions.issue(request, response, username=principal.username, password=password)
+    return response
+
+
+@router.post("/logout", name="taskflow_logout", include_in_schema=False)
+async def logout(request: Request, principal: PrincipalDep) -> Response:
+    response = RedirectResponse(str(request.url_for("taskflow_login").path), status_code=303)
+    get_admin(request).sessions.clear(response)
+    return response

@@ -1,0 +1,161 @@
+"""What the admin does, apart from HTTP: reads for lists and pages, and audited actions.
+
+Routes (JSON and HTML) stay thin and call these; every blocking store call runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
+from ..metrics import Insights, MetricsSnapshot
+from ..store import TaskFilter, queries
+from .auth import Principal
+
+if TYPE_CHECKING:
+    from ..manager import TaskManager
+
+
+class ActionRefused(Exception):
+    """An action that cannot be done to this task in its current state (409)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    total: int
+    exact: bool  # False when the count stopped at the cap
+    limit: int
+    offset: int
+    has_more: bool
+
+    @property
+    def total_label(self) -> str:
+        return str(self.total) if self.exact else f"{self.total}+"
+
+
+@dataclass(frozen=True)
+class TaskView:
+    row: Any
+    attempts: list[Any]
+    retried_as: list[str]
+    audit: list[Any]
+
+
+class AdminService:
+    def __init__(self, manager: TaskManager, *, count_cap: int | None, metrics_ttl: float) -> None:
+        self.manager = manager
+        self.count_cap = count_cap
+        self.insights = Insights(lambda: manager.store, ttl=metrics_ttl)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def list_page(self, task_filter: TaskFilter, *, limit: int, offset: int, count: bool = True) -> Page:
+        def read(connection: Any) -> Page:
+            # N+1 rows tell whether there is a next page without counting.
+            rows = queries.list_tasks(connection, task_filter, limit=limit + 1, offset=offset)
+            has_more = len(rows) > limit
+            total, exact = -1, True
+            if count:
+                if self.count_cap is None:
+                    total = queries.count_tasks(connection, task_filter)
+                else:
+                    total, exact = queries.count_tasks_capped(connection, task_filter, cap=self.count_cap)
+            return Page(rows[:limit], total, exact, limit, offset, has_more)
+
+        # No flush() first: reads never wait for the writer; the event stream fills the gap.
+        return await asyncio.to_thread(self.manager.store.read, read)
+
+    async def task(self, task_id: str) -> TaskView | None:
+        def read(connection: Any) -> TaskView | None:
+            row = queries.get_task(connection, task_id)
+            if row is None:
+                return None
+            return TaskView(
+                row=row,
+                attempts=queries.list_attempts(connection, task_id),
+                retried_as=queries.retries_of(connection, task_id),
+                audit=queries.list_audit(connection, limit=50, offset=0, task_id=task_id),
+            )
+
+        return await asyncio.to_thread(self.manager.store.read, read)
+
+    async def rows(self, task_ids: list[str]) -> list[Any]:
+        return await asyncio.to_thread(self.manager.store.read, lambda c: queries.get_tasks(c, task_ids))
+
+    async def audit(
+        self, *, limit: int, offset: int, task_id: str | None = None, actor: str | None = None
+    ) -> list[Any]:
+        def read(connection: Any) -> list[Any]:
+            return queries.list_audit(connection, limit=limit, offset=offset, task_id=task_id, actor=actor)
+
+        return await asyncio.to_thread(self.manager.store.read, read)
+
+    async def metrics(self) -> MetricsSnapshot:
+        return await asyncio.to_thread(self.insights.snapshot)
+
+    def registry(self) -> list[dict[str, Any]]:
+        return [spec.describe() for spec in self.manager.registry.all() if spec.registered]
+
+    # -- actions (audited) ----------------------------------------------------------------------
+
+    async def retry(self, principal: Principal, task_id: str, *, detail: str | None = None) -> str:
+        """The new task's id. Raises TaskNotFound, or ActionRefused when the task can't be retried."""
+        try:
+            new_id = await self.manager.retry(task_id)
+        except TaskNotRetryable as error:
+            raise ActionRefused(str(error)) from None
+        await self._audit(principal, "retry", task_id, json.dumps({"new_task_id": new_id, "via": detail or "single"}))
+        self.insights.invalidate()
+        return new_id
+
+    async def cancel(self, principal: Principal, task_id: str) -> CancelOutcome:
+        outcome = await self.manager.cancel(task_id)
+        if outcome is CancelOutcome.NOT_FOUND:
+            raise TaskNotFound(task_id)
+        if outcome is CancelOutcome.ALREADY_FINISHED:
+            raise ActionRefused(f"task {task_id} has already finished")
+        await self._audit(principal, "cancel", task_id, json.dumps({"outcome": outcome.value}))
+        self.insights.invalidate()
+        return outcome
+
+    async def retry_failed(
+        self, principal: Principal, task_filter: TaskFilter, *, limit: int
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Retry up to `limit` failed tasks matching the filter that were not retried yet.
+
+        Returns ([(old id, new id)], [(old id, reason)]).
+        """
+        await self.manager.flush()
+        ids = await asyncio.to_thread(
+            self.manager.store.read, lambda c: queries.retryable_failed_ids(c, task_filter, limit=limit)
+        )
+        done: list[tuple[str, str]] = []
+        refused: list[tuple[str, str]] = []
+        for task_id in ids:
+            try:
+                done.append((task_id, await self.retry(principal, task_id, detail="bulk")))
+            except (TaskNotFound, ActionRefused) as error:
+                refused.append((task_id, str(error)))
+        summary = {"filter": _describe(task_filter), "retried": len(done), "refused": len(refused)}
+        await self._audit(principal, "retry-failed", None, json.dumps(summary))
+        return done, refused
+
+    async def _audit(self, principal: Principal, action: str, task_id: str | None, detail: str | None) -> None:
+        store = self.manager.store
+        await asyncio.to_thread(
+            lambda: store.add_audit(actor=principal.username, action=action, task_id=task_id, detail=detail)
+        )
+
+
+def _describe(task_filter: TaskFilter) -> dict[str, str]:
+    values = {
+        "name": task_filter.name,
+        "since": task_filter.since.isoformat() if task_filter.since else None,
+        "until": task_filter.until.isoformat() if task_filter.until else None,
+        "q": task_filter.text,
+    }
+    return {key: value for key, value in values.items() if value}

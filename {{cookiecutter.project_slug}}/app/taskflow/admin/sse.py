@@ -1,0 +1,202 @@
+"""The dashboard's event stream: small, coalesced row updates, never the whole state.
+
+Task events are collected for WINDOW seconds after the first one arrives, then ONE server-sent
+event carries the changed rows of the client's page (rendered `<tr>` fragments that htmx swaps
+out of band by their stable id `task-<id>`). On the first page, when tasks enter or leave it, the
+page's rows are sent as one `<tbody>` (bounded by the page size). A subscriber whose queue
+overflowed gets a `resync` event and re-fetches its table instead. The stream ends when the task
+manager shuts down (so uvicorn can stop) or the client goes away (FastAPI cancels it); FastAPI's
+EventSourceResponse adds a keepalive comment every 15 s while it is idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from ..events import EventBus, TaskEvent
+from ..store import TaskFilter
+from .api import ServiceDep
+from .auth import PrincipalDep, get_admin
+from .filters import FilterForm
+from .service import AdminService
+from .views import PAGE_SIZE
+
+WINDOW = 0.25  # seconds of events folded into one message: at most ~4 messages a second
+RETRY_MS = 3000  # how long the browser waits before reconnecting
+MAX_CARRY = 3  # windows a task whose row is not in the database yet is looked for again
+FLUSH_WAIT = 0.5  # at most this long waiting for local writes before reading rows
+
+router = APIRouter()
+
+Render = Callable[[list[Any], bool], str]
+
+
+@dataclass(frozen=True)
+class View:
+    """What one client shows: its filter and page. Only the first page takes new rows live."""
+
+    task_filter: TaskFilter
+    offset: int = 0
+    limit: int = PAGE_SIZE
+
+
+def overlay(row: Any, event: TaskEvent | None) -> dict[str, Any]:
+    """The stored row with the latest event's status and progress, which may be newer than the row."""
+    values = dict(row._mapping)
+    if event is not None:
+        values["status"] = event.status
+        if event.progress_done is not None or event.progress_total is not None:
+            values.update(
+                progress_done=event.progress_done,
+                progress_total=event.progress_total,
+                progress_message=event.progress_message,
+            )
+    return values
+
+
+class RowStream:
+    def __init__(
+        self,
+        *,
+        service: AdminService,
+        bus: EventBus,
+        stop: asyncio.Event,
+        view: View,
+        render: Render,
+        window: float = WINDOW,
+        flush: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._service = service
+        self._bus = bus
+        self._stop = stop
+        self._view = view
+        self._render = render
+        self._window = window
+        self._flush = flush
+        self._known: list[str] = []
+        self._carried: dict[str, tuple[TaskEvent, int]] = {}
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(comment="taskflow live rows", retry=RETRY_MS)
+        async with self._bus.subscribe() as queue:
+            stopping = asyncio.ensure_future(self._stop.wait())
+            try:
+                self._known = await self._page_ids()
+                while not self._stop.is_set():
+                    changed = await self._collect(queue, stopping)
+                    if changed is None:
+                        break
+                    message = await self._message(changed, overflowed=queue.full())
+                    if message is not None:
+                        yield message
+            finally:
+                stopping.cancel()
+
+    async def _collect(
+        self, queue: asyncio.Queue[TaskEvent], stopping: asyncio.Future[Any]
+    ) -> dict[str, TaskEvent] | None:
+        """Wait for a first event (or shutdown), let the window fill, then take everything queued."""
+        getting = asyncio.ensure_future(queue.get())
+        # Tasks carried from the last window are looked up again after one window, events or not.
+        timeout = self._window if self._carried else None
+        await asyncio.wait({getting, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        changed: dict[str, TaskEvent] = {}
+        if getting.done():
+            event = getting.result()
+            changed[event.task_id] = event
+        else:
+            getting.cancel()
+        if self._stop.is_set():
+            return None
+        await asyncio.wait({stopping}, timeout=self._window)  # the coalescing window, cut short by shutdown
+        if self._stop.is_set():
+            return None
+        while not queue.empty():
+            event = queue.get_nowait()
+            changed[event.task_id] = event  # the latest event of a task wins
+        return changed
+
+    async def _message(self, changed: dict[str, TaskEvent], *, overflowed: bool) -> ServerSentEvent | None:
+        if overflowed:
+            # Events were dropped: rows may be stale; the client reloads its table once.
+            self._carried.clear()
+            self._known = await self._page_ids()
+            return ServerSentEvent(event="resync", data="resync")
+        for task_id, (event, _) in self._carried.items():
+            changed.setdefault(task_id, event)
+        if self._flush is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush(), FLUSH_WAIT)
+        if self._view.offset == 0:
+            html = await self._first_page(changed)
+        else:
+            html = await self._in_place(changed)
+        return ServerSentEvent(event="rows", raw_data=html) if html else None
+
+    async def _first_page(self, changed: dict[str, TaskEvent]) -> str:
+        page = await self._service.list_page(self._view.task_filter, limit=self._view.limit, offset=0, count=False)
+        ids = [row.id for row in page.rows]
+        await self._carry_missing(changed, set(ids))
+        if ids != self._known:
+            self._known = ids
+            return self._render([overlay(row, changed.get(row.id)) for row in page.rows], True)
+        rows = [overlay(row, changed[row.id]) for row in page.rows if row.id in changed]
+        return self._render(rows, False) if rows else ""
+
+    async def _in_place(self, changed: dict[str, TaskEvent]) -> str:
+        """Later pages never move under the reader: only their own rows are updated."""
+        wanted = [task_id for task_id in changed if task_id in set(self._known)]
+        rows = await self._service.rows(wanted) if wanted else []
+        return self._render([overlay(row, changed[row.id]) for row in rows], False) if rows else ""
+
+    async def _carry_missing(self, changed: dict[str, TaskEvent], on_page: set[str]) -> None:
+        """Tasks with events but no row yet (another writer's batch may lag) are tried again later."""
+        others = [task_id for task_id in changed if task_id not in on_page]
+        found = {row.id for row in await self._service.rows(others)} if others else set()
+        carried: dict[str, tuple[TaskEvent, int]] = {}
+        for task_id in others:
+            if task_id in found:
+                continue
+            tries = self._carried.get(task_id, (changed[task_id], 0))[1] + 1
+            if tries <= MAX_CARRY:
+                carried[task_id] = (changed[task_id], tries)
+        self._carried = carried
+
+    async def _page_ids(self) -> list[str]:
+        view = self._view
+        page = await self._service.list_page(view.task_filter, limit=view.limit, offset=view.offset, count=False)
+        return [row.id for row in page.rows]
+
+
+@router.get("/dashboard/events", response_class=EventSourceResponse, name="taskflow_events")
+async def task_events(request: Request, principal: PrincipalDep, service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
+    """Live rows of the dashboard table (query: the table's filters and offset)."""
+    admin = get_admin(request)
+    form = FilterForm.parse(request.query_params)
+    try:
+        offset = max(0, int(request.query_params.get("offset", "0")))
+    except ValueError:
+        offset = 0
+
+    def render(rows: list[Any], replace: bool) -> str:
+        context = {"rows": rows, "mode": "body" if replace else "rows"}
+        return admin.renderer.fragment(request, "partials/dashboard_rows.html", context, principal=principal)
+
+    manager = admin.task_manager
+    stream = RowStream(
+        service=service,
+        bus=manager.events,
+        stop=manager.shutting_down,
+        view=View(task_filter=form.task_filter, offset=offset),
+        render=render,
+        flush=manager.flush if manager.running else None,
+    )
+    async for message in stream.events():
+        yield message

@@ -1,0 +1,133 @@
+"""The admin's Jinja environment: autoescape on, display filters registered in one place.
+
+Pages and fragments are rendered only through `Renderer.render`, which adds what every template
+needs (the admin, the principal, the CSRF token, the navigation). Templates of added pages
+(see docs/admin.md) are looked up first, so a service can also override any admin template.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import URL
+
+from ..models import utcnow
+from .auth import Principal
+
+if TYPE_CHECKING:
+    from . import TaskAdmin
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _dt(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    seconds = (utcnow() - value).total_seconds()
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f}%"
+
+
+def _pretty_json(text: str | None) -> str:
+    """Stored JSON, indented; the result is still escaped by autoescape where it is shown."""
+    if text is None:
+        return ""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _from_json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def create_templates(extra_dirs: Sequence[Path] = ()) -> Jinja2Templates:
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader([*extra_dirs, TEMPLATES])])
+    # autoescape=True for every template (not only *.html): task data is never trusted.
+    environment = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(
+        dt=_dt, age=_age, span=_span, percent=_percent, pretty_json=_pretty_json, from_json=_from_json
+    )
+    environment.globals["url_for"] = _url_for  # before Jinja2Templates adds its absolute-URL one
+    return Jinja2Templates(env=environment)
+
+
+@jinja2.pass_context
+def _url_for(context: Any, name: str, /, **path_params: Any) -> URL:
+    """Root-relative URLs (right behind a proxy whatever its scheme); `.include_query_params()` works."""
+    request: Request = context["request"]
+    return URL(request.url_for(name, **path_params).path)
+
+
+class Renderer:
+    def __init__(self, admin: TaskAdmin, templates: Jinja2Templates) -> None:
+        self.admin = admin
+        self.templates = templates
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        context: dict[str, Any],
+        *,
+        principal: Principal,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        csrf = principal.csrf
+        issue_session = principal.via == "open"  # open admin: give the browser a CSRF nonce anyway
+        if issue_session:
+            csrf = self.admin.sessions.new_nonce()
+        full = {
+            "admin": self.admin,
+            "principal": principal,
+            "csrf_token": csrf or "",
+            "nav": self.admin.nav,
+            "version": self.admin.version,
+            **context,
+        }
+        response = self.templates.TemplateResponse(request, name, full, status_code=status_code, headers=headers)
+        if issue_session:
+            self.admin.sessions.issue(request, response, username=None, password=None, csrf=csrf)
+        return response  # type: ignore[return-value]
+
+    def fragment(self, request: Request, name: str, context: dict[str, Any], *, principal: Principal) -> str:
+        """A fragment as text (the event stream sends rows this way)."""
+        full = {"request": request, "admin": self.admin, "principal": principal, "csrf_token": principal.csrf or ""}
+        return self.templates.get_template(name).render({**full, **context})
