@@ -50,6 +50,10 @@ class Signature:
     signature: inspect.Signature | None
     adapters: dict[str, TypeAdapter[Any]]
 
+    @property
+    def takes_no_arguments(self) -> bool:
+        return self.signature is not None and not self.signature.parameters
+
     @classmethod
     def of(cls, func: Callable[..., Any]) -> Signature:
         try:
@@ -76,6 +80,8 @@ class Signature:
 
     def dump(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JSONArguments:
         """Check that the call fits the function and turn every argument into JSON values."""
+        if not args and not kwargs and self.takes_no_arguments:
+            return {"args": [], "kwargs": {}}
         if self.signature is not None:
             try:
                 bound = self.signature.bind(*args, **kwargs)
@@ -121,8 +127,15 @@ class Signature:
             raise ArgumentError(f"argument {parameter!r} of task {task!r} does not match its type hint: {exc}") from exc
 
 
+# One encoder, built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_NO_ARGUMENTS = '{"args":[],"kwargs":{}}'
+
+
 def encode(arguments: JSONArguments) -> str:
-    return json.dumps(arguments, separators=(",", ":"), allow_nan=False)
+    if not arguments["args"] and not arguments["kwargs"]:
+        return _NO_ARGUMENTS
+    return _ENCODER.encode(arguments)
 
 
 def decode(text: str) -> JSONArguments:

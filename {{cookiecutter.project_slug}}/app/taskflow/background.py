@@ -57,7 +57,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         super().__init__()
         self.task_manager = task_manager
         self._options = options or EnqueueOptions()
-        self._task_ids: list[str] = []
+        self._task_ids: dict[str, None] = {}  # ordered, and a duplicate id is stored once
 
     def options(
         self,
@@ -78,8 +78,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: EnqueueOptions
     ) -> str:
         task_id = self.task_manager.enqueue(func, args, kwargs, options=options, handoff=False)
-        if task_id not in self._task_ids:
-            self._task_ids.append(task_id)
+        self._task_ids[task_id] = None
         return task_id
 
     @property
@@ -88,7 +87,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
 
     async def __call__(self) -> None:
         # Called by Starlette after the response is sent: hand over, do not wait.
-        self.task_manager.hand_off(self._task_ids)
+        self.task_manager.hand_off(list(self._task_ids))
         # Plain BackgroundTask objects someone appended directly to .tasks still run, as before.
         for task in self.tasks:
             await task()

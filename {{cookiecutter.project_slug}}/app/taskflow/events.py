@@ -58,6 +58,11 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def listening(self) -> bool:
+        """False when nobody would receive an event: publishers may skip building one."""
+        return bool(self._subscribers) or self._redis is not None
+
     def publish(self, event: TaskEvent) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():

@@ -218,6 +218,7 @@ class TaskManager:
         task_id = new_task_id()
         now = utcnow()
         row = {
+            **_EMPTY_ROW,
             "id": task_id,
             "name": spec.name,
             "status": TaskStatus.PENDING.value,
@@ -240,11 +241,12 @@ class TaskManager:
             except DuplicateTask as duplicate:
                 return duplicate.task_id
         else:
-            runtime.writer.insert({**_EMPTY_ROW, **row})
+            runtime.writer.insert(row)
         job = Job(task_id=task_id, spec=spec, arguments=plain, not_before=not_before)
         with self._unhanded_lock:
             self._unhanded[task_id] = (job, time.monotonic())
-        self.events.publish(TaskEvent(task_id=task_id, name=spec.name, status=TaskStatus.PENDING.value))
+        if self.events.listening:
+            self.events.publish(TaskEvent(task_id=task_id, name=spec.name, status=TaskStatus.PENDING.value))
         if handoff:
             self.hand_off([task_id])
         return task_id

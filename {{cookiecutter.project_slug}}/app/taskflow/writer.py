@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,18 +25,28 @@ logger = logging.getLogger("taskflow.writer")
 
 
 class Writer:
-    def __init__(self, store: Store, *, owner: str) -> None:
+    def __init__(
+        self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.01
+    ) -> None:
         self._store = store
         self._owner = owner
+        self._hold = hold_seconds
+        # Outcomes and progress wait up to this long so that one transaction carries many; a
+        # claim (a task waiting to start) or flushed() does not wait.
+        self._interval = flush_interval
+        self._last_flush = 0.0
+        self._urgent = asyncio.Event()
         self._lock = threading.Lock()
         self._batch = Batch()
         self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
-        # Rows of the current (unflushed) batch that are new, by id: later writes fold into them.
-        self._unwritten: dict[str, dict[str, Any]] = {}
+        # New non-persisted rows not written yet, with when they arrived. Their claim, progress
+        # and outcome fold into them; they are written once finished, or after `hold_seconds`.
+        self._held: dict[str, tuple[dict[str, Any], float]] = {}
         self._progress: dict[str, Progress] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._force = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskflow-writer")
@@ -48,47 +59,58 @@ class Writer:
     async def close(self) -> None:
         """Write everything queued so far, then stop."""
         self._closing = True
+        self._force = True
         self._wake.set()
+        self._urgent.set()
         if self._task is not None:
             await self._task
         self._executor.shutdown(wait=True)
 
     async def flushed(self) -> None:
-        """Wait until everything queued before this call is in the database."""
+        """Wait until everything queued before this call (held rows included) is in the database."""
         while True:
             with self._lock:
-                empty = not self._batch
+                empty = not self._batch and not self._held and not self._progress
             if empty and self._idle.is_set():
                 return
+            self._force = True
             self._idle.clear()
             self._wake.set()
+            self._urgent.set()
             await self._idle.wait()
 
     # -- queueing (thread-safe) -----------------------------------------------------------------
 
     def insert(self, row: dict[str, Any]) -> None:
         with self._lock:
-            self._batch.inserts.append(row)
-            self._unwritten[row["id"]] = row
-        self._signal()
+            first = not self._held
+            self._held[row["id"]] = (row, time.monotonic())
+        if first:
+            self._signal()  # the writer must learn when this row is due
 
     def progress(self, item: Progress) -> None:
         with self._lock:
-            row = self._unwritten.get(item.task_id)
-            if row is not None and row["status"] == TaskStatus.RUNNING.value:
-                row.update(item.values)
-            else:
-                self._progress[item.task_id] = item
+            held = self._held.get(item.task_id)
+            if held is not None and held[0]["status"] == TaskStatus.RUNNING.value:
+                held[0].update(item.values)
+                return
+            self._progress[item.task_id] = item
         self._signal()
 
     def finish(self, item: Finish) -> None:
         with self._lock:
             self._progress.pop(item.task_id, None)
-            row = self._unwritten.get(item.task_id)
+            held = self._held.get(item.task_id)
+            row = held[0] if held is not None else None
             if row is not None and row["status"] == TaskStatus.RUNNING.value and row["attempt"] == item.attempt:
                 row.update(item.values, updated_at=utcnow())
-                # A retry leaves the row unwritten and PENDING: its next claim folds in as well.
-                self._batch.attempt_rows.append(item.attempt_row)
+                if item.attempt_row is not None:
+                    self._batch.attempt_rows.append(item.attempt_row)
+                if row["status"] != TaskStatus.PENDING.value:
+                    # Finished: the whole life of the task goes in as one INSERT. (A retry stays
+                    # held and PENDING; its next claim folds in as well.)
+                    del self._held[item.task_id]
+                    self._batch.inserts.append(row)
             else:
                 self._batch.finishes.append(item)
         self._signal()
@@ -98,8 +120,9 @@ class Writer:
         assert self._loop is not None
         future: asyncio.Future[int | None] = self._loop.create_future()
         with self._lock:
-            row = self._unwritten.get(task_id)
-            if row is not None and row["status"] == TaskStatus.PENDING.value and not row["cancel_requested"]:
+            held = self._held.get(task_id)
+            if held is not None and held[0]["status"] == TaskStatus.PENDING.value:
+                row = held[0]
                 now = utcnow()
                 row.update(status=TaskStatus.RUNNING.value, attempt=row["attempt"] + 1, started_at=now, updated_at=now)
                 row["next_run_at"] = None
@@ -107,10 +130,10 @@ class Writer:
                 return future
             self._batch.claims.append(task_id)
             self._claim_waiters.setdefault(task_id, []).append(future)
-        self._signal()
+        self._signal(urgent=True)
         return future
 
-    def _signal(self) -> None:
+    def _signal(self, urgent: bool = False) -> None:
         loop = self._loop
         if loop is None:
             return
@@ -119,34 +142,61 @@ class Writer:
         except RuntimeError:
             running = None
         if running is loop:
-            self._wake.set()
+            self._wake_up(urgent)
         else:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake.set)
+                loop.call_soon_threadsafe(self._wake_up, urgent)
+
+    def _wake_up(self, urgent: bool) -> None:
+        self._wake.set()
+        if urgent:
+            self._urgent.set()
 
     # -- flushing ---------------------------------------------------------------------------------
 
-    def _take(self) -> tuple[Batch, dict[str, list[asyncio.Future[int | None]]]]:
+    def _take(self) -> tuple[Batch, dict[str, list[asyncio.Future[int | None]]], float | None]:
+        """The next batch, its claim waiters, and how long until the oldest held row is due."""
+        now = time.monotonic()
         with self._lock:
             batch, self._batch = self._batch, Batch()
+            due_before = float("inf") if self._force else now - self._hold
+            self._force = False
+            next_due: float | None = None
+            for task_id, (row, since) in list(self._held.items()):
+                if since <= due_before:
+                    # Written while still pending or running, so the dashboard shows it.
+                    batch.inserts.append(row)
+                    del self._held[task_id]
+                elif next_due is None or since < next_due:
+                    next_due = since
             batch.progress = list(self._progress.values())
             self._progress = {}
-            self._unwritten = {}
             waiters, self._claim_waiters = self._claim_waiters, {}
-        return batch, waiters
+        wait = None if next_due is None else max(0.0, next_due + self._hold - now)
+        return batch, waiters, wait
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch, waiters = self._take()
+            pause = self._last_flush + self._interval - time.monotonic()
+            if pause > 0 and not self._force and not self._closing and not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await self._urgent.wait()
+            self._urgent.clear()
+            batch, waiters, wait = self._take()
             if not batch:
-                self._idle.set()
-                if self._closing:
-                    return
+                if wait is None:
+                    self._idle.set()
+                    if self._closing:
+                        return
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 continue
             self._idle.clear()
+            self._last_flush = time.monotonic()
             result = await self._apply_until_written(loop, batch)
             self.rejected_finishes += len(result.rejected)
             for task_id in result.rejected:

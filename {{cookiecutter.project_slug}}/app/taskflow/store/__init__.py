@@ -19,7 +19,7 @@ from ..models import TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
 from . import leases, queries
 from .engine import Database, open_database
 from .queries import TaskFilter
-from .writes import TASKS, Batch, BatchResult, Finish, Progress, apply_batch
+from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
 T = TypeVar("T")
 
@@ -37,6 +37,7 @@ class DuplicateTask(Exception):
 class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
+        self.statements = Statements(database.write_engine.dialect, database.encode_time)
 
     @property
     def dialect(self) -> str:
@@ -80,7 +81,7 @@ class Store:
             return
         try:
             with self.writing() as connection:
-                connection.execute(insert(TASKS).values(**row))
+                self.statements.run(self.statements.insert_task, connection, [row])
         except IntegrityError:
             key = row.get("idempotency_key")
             existing = key and self.read(lambda c: queries.find_by_idempotency_key(c, key))
@@ -92,7 +93,7 @@ class Store:
         return self.read(lambda c: queries.find_by_idempotency_key(c, key))
 
     def apply(self, batch: Batch, *, owner: str) -> BatchResult:
-        return self.write(lambda c: apply_batch(c, batch, owner=owner, now=utcnow()))
+        return self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=utcnow()))
 
     # -- control -----------------------------------------------------------------------------
 

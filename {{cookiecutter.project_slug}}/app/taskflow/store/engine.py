@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ class Database:
 
     def _create_read_engine(self) -> Engine:
         return self.write_engine
+
+    @staticmethod
+    def encode_time(value: datetime) -> Any:
+        """A datetime in the driver's form for hot statements (psycopg takes aware datetimes)."""
+        return value
 
     def serialised(self) -> AbstractContextManager[Any]:
         """Held around every use of the engines when they share one connection."""
@@ -57,7 +63,14 @@ def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor.close()
 
 
+def _sqlite_time(value: datetime) -> str:
+    # The text form SQLAlchemy's SQLite DateTime writes: UTC, no offset, microseconds always.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class SQLiteDatabase(Database):
+    encode_time = staticmethod(_sqlite_time)
+
     def _create_write_engine(self) -> Engine:
         if self.url.database and self.url.database != ":memory:":
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +104,7 @@ class MemoryDatabase(Database):
     """`TaskManager()` with no store: one in-memory SQLite connection, gone when the process ends."""
 
     single_connection = True
+    encode_time = staticmethod(_sqlite_time)
 
     def _create_write_engine(self) -> Engine:
         return create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)

@@ -6,14 +6,16 @@ Every write of a running attempt names the row, the owner and the attempt number
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskRecord, TaskStatus
+from .hot import HotStatement
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 ATTEMPTS = TaskAttempt.__table__  # type: ignore[attr-defined]
@@ -42,7 +44,8 @@ class Finish:
     task_id: str
     attempt: int
     values: dict[str, Any]
-    attempt_row: dict[str, Any]
+    # None for a first attempt that succeeded with nothing to show: the task row says it all.
+    attempt_row: dict[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -76,88 +79,91 @@ class BatchResult:
     rejected: list[str] = field(default_factory=list)
 
 
-def apply_batch(connection: Connection, batch: Batch, *, owner: str, now: datetime) -> BatchResult:
-    """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish)."""
-    result = BatchResult()
-    if batch.inserts:
-        connection.execute(insert(TASKS), batch.inserts)
-    if batch.attempt_rows:
-        connection.execute(insert(ATTEMPTS), batch.attempt_rows)
-    if batch.progress:
-        _write_progress(connection, batch.progress, owner=owner, now=now)
-    if batch.finishes:
-        result.rejected = _write_finishes(connection, batch.finishes, owner=owner, now=now)
-    if batch.claims:
-        result.claimed = claim(connection, batch.claims, owner=owner, now=now)
-    return result
+class Statements:
+    """The lifecycle statements every task goes through, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect, encode_time: Callable[[datetime], Any]) -> None:
+        self.encode_time = encode_time
+        task_columns = {column.name: bindparam(column.name) for column in TASKS.c}
+        attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
+        self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect)
+        self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect)
+        self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect)
+        self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect)
+
+    def run(self, statement: HotStatement, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        return statement.execute(connection, rows, self.encode_time)
 
 
-def _guard() -> Any:
-    return (
+def _guarded_update(columns: tuple[str, ...]) -> Any:
+    # WHERE id AND owner AND attempt AND status=running: the fencing of every attempt write.
+    guard = (
         (TASKS.c.id == bindparam("b_id"))
         & (TASKS.c.owner == bindparam("b_owner"))
         & (TASKS.c.attempt == bindparam("b_attempt"))
         & (TASKS.c.status == TaskStatus.RUNNING.value)
     )
+    values = {column: bindparam(f"v_{column}") for column in columns}
+    return update(TASKS).where(guard).values({**values, "updated_at": bindparam("v_now")})
 
 
-def _write_progress(connection: Connection, items: list[Progress], *, owner: str, now: datetime) -> None:
-    statement = (
-        update(TASKS)
-        .where(_guard())
-        .values({**{column: bindparam(f"v_{column}") for column in PROGRESS_COLUMNS}, "updated_at": bindparam("v_now")})
-    )
-    params = [
-        {"b_id": p.task_id, "b_owner": owner, "b_attempt": p.attempt, "v_now": now}
-        | {f"v_{column}": p.values.get(column) for column in PROGRESS_COLUMNS}
-        for p in items
-    ]
-    connection.execute(statement, params)
+def _guarded_params(
+    task_id: str, attempt: int, values: dict[str, Any], columns: tuple[str, ...], *, owner: str, now: datetime
+) -> dict[str, Any]:
+    params = {"b_id": task_id, "b_owner": owner, "b_attempt": attempt, "v_now": now}
+    params.update({f"v_{column}": values.get(column) for column in columns})
+    return params
 
 
-def _write_finishes(connection: Connection, finishes: list[Finish], *, owner: str, now: datetime) -> list[str]:
-    statement = (
-        update(TASKS)
-        .where(_guard())
-        .values({**{column: bindparam(f"v_{column}") for column in FINISH_COLUMNS}, "updated_at": bindparam("v_now")})
-    )
+def apply_batch(
+    connection: Connection, batch: Batch, statements: Statements, *, owner: str, now: datetime
+) -> BatchResult:
+    """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish)."""
+    result = BatchResult()
+    statements.run(statements.insert_task, connection, batch.inserts)
+    statements.run(statements.insert_attempt, connection, batch.attempt_rows)
+    if batch.progress:
+        rows = [
+            _guarded_params(p.task_id, p.attempt, p.values, PROGRESS_COLUMNS, owner=owner, now=now)
+            for p in batch.progress
+        ]
+        statements.run(statements.progress, connection, rows)
+    if batch.finishes:
+        result.rejected = _write_finishes(connection, batch.finishes, statements, owner=owner, now=now)
+    if batch.claims:
+        result.claimed = claim(connection, batch.claims, owner=owner, now=now)
+    return result
 
+
+def _write_finishes(
+    connection: Connection, finishes: list[Finish], statements: Statements, *, owner: str, now: datetime
+) -> list[str]:
     def params(finish: Finish) -> dict[str, Any]:
-        return {"b_id": finish.task_id, "b_owner": owner, "b_attempt": finish.attempt, "v_now": now} | {
-            f"v_{column}": finish.values.get(column) for column in FINISH_COLUMNS
-        }
+        return _guarded_params(finish.task_id, finish.attempt, finish.values, FINISH_COLUMNS, owner=owner, now=now)
 
-    rows = connection.execute(statement, [params(f) for f in finishes]).rowcount
+    rows = statements.run(statements.finish, connection, [params(f) for f in finishes])
     if rows == len(finishes):
         accepted = finishes
     else:
         # Some rows moved on (taken over after a lost lease). The fast path cannot say which, so
-        # re-apply one by one: an applied update is idempotent, a fenced one matches nothing again.
+        # re-apply one by one: an applied update matches nothing again, so ask the row itself.
         accepted = [
             f
             for f in finishes
-            if connection.execute(statement, params(f)).rowcount == 1 or _already(connection, f, owner)
+            if statements.run(statements.finish, connection, [params(f)]) == 1 or _already(connection, f, owner)
         ]
-    attempt_rows = [f.attempt_row for f in accepted]
-    if attempt_rows:
-        connection.execute(insert(ATTEMPTS), attempt_rows)
+    statements.run(statements.insert_attempt, connection, [f.attempt_row for f in accepted if f.attempt_row])
     accepted_ids = {f.task_id for f in accepted}
     return [f.task_id for f in finishes if f.task_id not in accepted_ids]
 
 
 def _already(connection: Connection, finish: Finish, owner: str) -> bool:
     """True when the row already holds this finish (applied by the fast path in this transaction)."""
-    row = connection.execute(
-        TASKS.select()
-        .where(TASKS.c.id == finish.task_id)
-        .with_only_columns(TASKS.c.owner, TASKS.c.attempt, TASKS.c.status)
-    ).first()
-    return (
-        row is not None
-        and row.owner == owner
-        and row.attempt == finish.attempt
-        and row.status == finish.values["status"]
-    )
+    statement = TASKS.select().with_only_columns(TASKS.c.owner, TASKS.c.attempt, TASKS.c.status)
+    row = connection.execute(statement.where(TASKS.c.id == finish.task_id)).first()
+    if row is None:
+        return False
+    return row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"]
 
 
 def claim(connection: Connection, task_ids: list[str], *, owner: str, now: datetime) -> dict[str, int]:

@@ -1,0 +1,159 @@
+"""Request throughput with a managed no-op task against plain FastAPI BackgroundTasks.
+
+    python -m bench.throughput_bench [--requests 3000] [--rounds 5] [--concurrency 16]
+
+Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
+machine noise hits both alike. For the managed app the clock stops only when every enqueued
+task has reached SUCCESS in the database. Prints req/s of each and the ratio managed/plain,
+for persist=False and persist=True (SQLite file), then tasks drained per second for 10,000
+queued no-op tasks against plain BackgroundTasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI
+from sqlalchemy import func, select
+
+from app.taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
+from app.taskflow.models import TaskRecord, TaskStatus
+
+
+async def noop() -> None:
+    return None
+
+
+def plain_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/work")
+    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(noop)
+        return {"task_id": "-"}
+
+    return app
+
+
+def managed_app(manager: TaskManager, task: Callable[[], Awaitable[None]]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/work")
+    async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(task)}
+
+    # After the app's own routes, as in the generated service: requests to them never try the
+    # admin's routes first.
+    TaskAdmin(app, manager, auto_install=True, username="bench", password="bench")
+    return app
+
+
+async def drive(app: FastAPI, requests: int, concurrency: int) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+        remaining = iter(range(requests))
+
+        async def worker() -> None:
+            for _ in remaining:
+                response = await client.post("/work")
+                response.raise_for_status()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def succeeded(manager: TaskManager) -> int:
+    statement = select(func.count()).select_from(TaskRecord).where(TaskRecord.status == TaskStatus.SUCCESS.value)
+    return manager.store.read(lambda c: c.execute(statement).scalar_one())
+
+
+async def timed_plain(requests: int, concurrency: int) -> float:
+    app = plain_app()
+    start = time.perf_counter()
+    await drive(app, requests, concurrency)
+    return requests / (time.perf_counter() - start)
+
+
+async def timed_managed(manager: TaskManager, app: FastAPI, requests: int, concurrency: int) -> float:
+    before = await asyncio.to_thread(succeeded, manager)
+    start = time.perf_counter()
+    await drive(app, requests, concurrency)
+    await manager.wait_idle(timeout=300)
+    elapsed = time.perf_counter() - start
+    done = await asyncio.to_thread(succeeded, manager) - before
+    if done != requests:
+        raise SystemExit(f"only {done} of {requests} tasks reached SUCCESS")
+    return requests / elapsed
+
+
+async def request_throughput(persist: bool, args: argparse.Namespace, folder: Path) -> None:
+    manager = TaskManager(database_url=f"sqlite:///{folder / f'bench-{persist}.db'}")
+    task = manager.task(name="noop", persist=persist)(noop)
+    app = managed_app(manager, task)
+    plain_rates: list[float] = []
+    managed_rates: list[float] = []
+    async with app.router.lifespan_context(app):
+        await timed_managed(manager, app, 200, args.concurrency)  # warm up both paths
+        await timed_plain(200, args.concurrency)
+        for _ in range(args.rounds):
+            plain_rates.append(await timed_plain(args.requests, args.concurrency))
+            managed_rates.append(await timed_managed(manager, app, args.requests, args.concurrency))
+    plain, managed = statistics.median(plain_rates), statistics.median(managed_rates)
+    label = "persist=True " if persist else "persist=False"
+    print(
+        f"requests {label}: plain {plain:8.0f} req/s | managed {managed:8.0f} req/s | "
+        f"ratio {managed / plain:.2f} (median of {args.rounds} alternating rounds of {args.requests})"
+    )
+
+
+async def drain_rate(count: int, folder: Path) -> None:
+    plain_tasks = BackgroundTasks()
+    for _ in range(count):
+        plain_tasks.add_task(noop)
+    start = time.perf_counter()
+    await plain_tasks()
+    plain = count / (time.perf_counter() - start)
+
+    for persist in (False, True):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'drain-{persist}.db'}")
+        task = manager.task(name="noop", persist=persist)(noop)
+        async with manager.lifespan():
+            tasks = ManagedBackgroundTasks(manager)
+            for _ in range(count):
+                tasks.add_task(task)
+            start = time.perf_counter()
+            await tasks()
+            await manager.wait_idle(timeout=300)
+            managed = count / (time.perf_counter() - start)
+            done = await asyncio.to_thread(succeeded, manager)
+        manager.store.dispose()
+        if done != count:
+            raise SystemExit(f"only {done} of {count} drained tasks reached SUCCESS")
+        label = "persist=True " if persist else "persist=False"
+        print(
+            f"drain {count} queued {label}: plain {plain:8.0f} tasks/s | managed {managed:8.0f} tasks/s "
+            f"| ratio {managed / plain:.2f}"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--drain", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        for persist in (False, True):
+            await request_throughput(persist, args, Path(folder))
+        await drain_rate(args.drain, Path(folder))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
