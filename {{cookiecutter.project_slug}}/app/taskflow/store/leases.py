@@ -46,20 +46,24 @@ def take_over_expired(
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
     """
-    # expired: persisted, active, nobody's lease; oldest first so nothing starves.
-    expired = (
+    # picked: persisted, active, nobody's lease; oldest first so nothing starves. A MATERIALIZED
+    # CTE runs exactly once. As `id IN (subquery)`, PostgreSQL re-ran the locking sub-select
+    # while re-checking rows another instance had just updated: under concurrency one call took
+    # four times its limit and waited seconds on the others' locks.
+    picked = (
         select(TASKS.c.id)
         .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     crashed = TASKS.c.status == TaskStatus.RUNNING.value
     over_cap = crashed & (TASKS.c.recoveries + 1 > max_recoveries)
     statement = (
         update(TASKS)
-        .where(TASKS.c.id.in_(expired), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
+        .where(TASKS.c.id == picked.c.id, TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
         .values(
             owner=owner,
             lease_expires_at=until,
