@@ -38,7 +38,7 @@ async def build_report(seconds: int) -> dict[str, int]:
     return {"steps": seconds}
 
 
-@task_manager.task(retries=4, delay=0.5, backoff=2.0)
+@task_manager.task(retries=3, delay=0.2, backoff=2.0)
 def flaky(failure_rate: float = 0.5) -> str:
     """A sync task that fails part of the time, to show retries on the dashboard."""
     if random.random() < failure_rate:

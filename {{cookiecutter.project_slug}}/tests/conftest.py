@@ -9,72 +9,31 @@ outside CI they skip with a reason, with CI=true they fail when the server is mi
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Reaching real servers, and skipping or failing when they are missing, is shared with the
+# vendored task system's own tests.
+from .taskflow.services import (
+    IN_CI,
+    postgres_database,
+    postgres_reachable,
+    redis_reachable,
+    require_service,
+)
+from .taskflow.services import POSTGRES_URL as TEST_POSTGRES_URL
+from .taskflow.services import REDIS_URL as TEST_REDIS_URL
 
-
-def require_service(name: str, reachable: bool, how: str) -> None:
-    """Skip (outside CI) or fail (CI=true) when a test's server is missing."""
-    if reachable:
-        return
-    message = f"{name} is not reachable: {how}"
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}")
-    pytest.skip(message)
-
-
-def postgres_reachable(url: str = TEST_POSTGRES_URL) -> bool:
-    try:
-        engine = create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-def redis_reachable(url: str = TEST_REDIS_URL) -> bool:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-        return True
-    except Exception:
-        return False
+__all__ = ["IN_CI", "TEST_POSTGRES_URL", "TEST_REDIS_URL", "postgres_reachable", "redis_reachable", "require_service"]
 
 
 def configured_database_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or Settings().database_url
-
-
-def _create_postgres_database(server_url: str) -> tuple[str, str]:
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def _drop_postgres_database(server_url: str, name: str) -> None:
-    admin = create_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -85,11 +44,8 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'app.db'}"
         return
     require_service("PostgreSQL", postgres_reachable(configured), "start it or set TEST_DATABASE_URL")
-    url, name = _create_postgres_database(configured)
-    try:
+    with postgres_database(configured) as url:
         yield url
-    finally:
-        _drop_postgres_database(configured, name)
 
 
 @pytest.fixture
