@@ -111,7 +111,8 @@ class Renderer:
         headers: dict[str, str] | None = None,
     ) -> HTMLResponse:
         csrf = principal.csrf
-        issue_session = principal.via == "open"  # open admin: give the browser a CSRF nonce anyway
+        # Open admin: give the browser a CSRF nonce anyway (its form posts are checked like any other).
+        issue_session = principal.via == "open" and self.admin.credentials.open
         if issue_session:
             csrf = self.admin.sessions.new_nonce()
         full = {
