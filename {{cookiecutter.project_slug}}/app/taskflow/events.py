@@ -106,7 +106,8 @@ class RedisBridge:
     def __init__(self, url: str, *, channel: str, origin: str, bus: EventBus) -> None:
         import redis.asyncio as aioredis
 
-        self._client = aioredis.Redis.from_url(url)
+        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=5)
+        self.url = url.split("@")[-1]  # for messages: never the password
         self._channel = channel
         self._origin = origin
         self._bus = bus
@@ -114,8 +115,10 @@ class RedisBridge:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self._client.ping()
-        for coro in (self._listen(), self._send_loop()):
+        # Subscribe before returning, so no event published after start() is missed.
+        pubsub = self._client.pubsub()
+        await pubsub.subscribe(self._channel)
+        for coro in (self._listen(pubsub), self._send_loop()):
             task = asyncio.create_task(coro)
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -142,19 +145,24 @@ class RedisBridge:
                 logger.warning("taskflow: could not publish a task event to Redis", exc_info=True)
                 await asyncio.sleep(1.0)
 
-    async def _listen(self) -> None:
+    async def _listen(self, pubsub: Any) -> None:
         while True:
             try:
-                async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        data = json.loads(message["data"])
-                        if data.get("origin") != self._origin:
-                            self._bus.deliver_remote(TaskEvent.from_json(data["event"]))
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    data = json.loads(message["data"])
+                    if data.get("origin") != self._origin:
+                        self._bus.deliver_remote(TaskEvent.from_json(data["event"]))
             except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
                 raise
             except Exception:
                 logger.warning("taskflow: Redis event listener lost its connection; reconnecting", exc_info=True)
                 await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                pubsub = self._client.pubsub()
+                with contextlib.suppress(Exception):
+                    await pubsub.subscribe(self._channel)

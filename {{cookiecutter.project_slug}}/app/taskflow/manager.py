@@ -495,10 +495,15 @@ class _Runtime:
         await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
         runtime = cls(manager, loop)
         if manager.config.redis_url:
-            runtime.redis = RedisBridge(
+            redis = RedisBridge(
                 manager.config.redis_url, channel=manager.config.redis_channel, origin=manager.owner, bus=manager.events
             )
-            await runtime.redis.start()
+            try:
+                await redis.start()
+                runtime.redis = redis
+            except Exception as exc:
+                # Live events between instances are a convenience: tasks run without them.
+                logger.error("taskflow: cannot reach Redis at %s (%s); live events stay local", redis.url, exc)
         manager.events.bind(loop, runtime.redis)
         install_log_capture()
         await runtime.writer.start()
