@@ -76,4 +76,4 @@ async def test_an_unreachable_redis_is_reported_and_tasks_still_run(make_manager
         await manager.wait_idle()
         row = await asyncio.to_thread(manager.store.get, task_id)
     assert row.status == TaskStatus.SUCCESS
-    assert any("cannot reach Redis at 127.0.0.1:1/0" in record.getMessage() for record in caplog.records)
+    assert any("cannot reach Redis at redis://127.0.0.1:1/0" in record.getMessage() for record in caplog.records)
