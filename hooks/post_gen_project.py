@@ -85,6 +85,28 @@ def write_env() -> None:
     env.chmod(0o600)
 
 
+# The answers a later template update bakes again with (scripts/update_template.py); no secrets.
+ANSWER_NAMES = (
+    "project_name",
+    "project_slug",
+    "description",
+    "author_name",
+    "author_email",
+    "python_version",
+    "database",
+    "use_redis",
+    "admin_username",
+    "license",
+)
+
+
+def write_answers() -> None:
+    # YAML accepts JSON strings, and json.dumps quotes every answer safely.
+    lines = ["# Answers this service was generated with; scripts/update_template.py uses them.", "default_context:"]
+    lines += [f"  {name}: {json.dumps(answer(name))}" for name in ANSWER_NAMES]
+    (ROOT / ".cookiecutter-answers.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def print_next_steps() -> None:
     slug = answer("project_slug")
     print(f"\nCreated {slug}/. Next steps:")
@@ -100,6 +122,7 @@ def main() -> int:
     for relative in MARKED_FILES:
         prune_marked_lines(relative)
     write_env()
+    write_answers()
     print_next_steps()
     return 0
 
