@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
                 print("the template has not changed since the last update")
                 return 0
-            git("commit", "--quiet", "-m", f"Template update from {args.template} {args.checkout or ''}".strip(), cwd=worktree)
+            git(
+                "commit",
+                "--quiet",
+                "-m",
+                f"Template update from {args.template} {args.checkout or ''}".strip(),
+                cwd=worktree,
+            )
         finally:
             git("worktree", "remove", "--force", str(worktree), check=False)
     merged = git("merge", "--no-edit", BRANCH, check=False)
