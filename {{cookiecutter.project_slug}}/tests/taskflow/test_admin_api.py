@@ -124,6 +124,8 @@ async def test_detail_shows_arguments_only_when_enabled(make_manager, make_app, 
         detail = (await client.get(f"/tasks/{task_id}")).json()
     assert detail["kwargs"] == {"label": "visible"}
     assert detail["result"] == {"label": "visible"}
+    # A first attempt that simply succeeded has no row of its own; the detail still shows it.
+    assert [(a["number"], a["status"]) for a in detail["attempts"]] == [(1, "success")]
 
 
 async def test_metrics_have_counts_percentiles_and_throughput(make_manager, make_app, client_for) -> None:

@@ -45,6 +45,43 @@ class TaskView:
     audit: list[Any]
 
 
+@dataclass(frozen=True)
+class CurrentAttempt:
+    """The task's latest attempt when it has no row of its own (running, or a first attempt that
+    simply succeeded: the runner skips that row to halve the writes). Same fields as TaskAttempt."""
+
+    number: int
+    status: str
+    owner: str | None
+    started_at: Any
+    finished_at: Any
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+    logs: str | None = None
+
+
+def with_current_attempt(row: Any, attempts: list[Any]) -> list[Any]:
+    if row.attempt < 1 or any(attempt.number == row.attempt for attempt in attempts):
+        return attempts
+    duration = None
+    if row.started_at is not None and row.finished_at is not None:
+        duration = max(0.0, (row.finished_at - row.started_at).total_seconds())
+    current = CurrentAttempt(
+        number=row.attempt,
+        status=row.status,
+        owner=row.owner,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration=duration,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        traceback=row.traceback,
+    )
+    return [*attempts, current]
+
+
 class AdminService:
     def __init__(self, manager: TaskManager, *, count_cap: int | None, metrics_ttl: float) -> None:
         self.manager = manager
@@ -76,7 +113,7 @@ class AdminService:
                 return None
             return TaskView(
                 row=row,
-                attempts=queries.list_attempts(connection, task_id),
+                attempts=with_current_attempt(row, queries.list_attempts(connection, task_id)),
                 retried_as=queries.retries_of(connection, task_id),
                 audit=queries.list_audit(connection, limit=50, offset=0, task_id=task_id),
             )

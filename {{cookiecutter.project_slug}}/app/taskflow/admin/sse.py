@@ -90,10 +90,10 @@ class RowStream:
             try:
                 self._known = await self._page_ids()
                 while not self._stop.is_set():
-                    changed = await self._collect(queue, stopping)
-                    if changed is None:
+                    collected = await self._collect(queue, stopping)
+                    if collected is None:
                         break
-                    message = await self._message(changed, overflowed=queue.full())
+                    message = await self._message(*collected)
                     if message is not None:
                         yield message
             finally:
@@ -101,16 +101,23 @@ class RowStream:
 
     async def _collect(
         self, queue: asyncio.Queue[TaskEvent], stopping: asyncio.Future[Any]
-    ) -> dict[str, TaskEvent] | None:
-        """Wait for a first event (or shutdown), let the window fill, then take everything queued."""
+    ) -> tuple[dict[str, TaskEvent], bool] | None:
+        """Wait for a first event (or shutdown), let the window fill, then take everything queued.
+
+        Returns (latest event per task, whether the queue was full: events may have been dropped).
+        """
         getting = asyncio.ensure_future(queue.get())
         # Tasks carried from the last window are looked up again after one window, events or not.
         timeout = self._window if self._carried else None
         await asyncio.wait({getting, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         changed: dict[str, TaskEvent] = {}
+        # The bus drops events only when a queue is full, and only this loop takes from it: a queue
+        # that was full when we took the first event, or is full before the drain, may have lost some.
+        overflowed = False
         if getting.done():
             event = getting.result()
             changed[event.task_id] = event
+            overflowed = queue.maxsize > 0 and queue.qsize() >= queue.maxsize - 1
         else:
             getting.cancel()
         if self._stop.is_set():
@@ -118,12 +125,13 @@ class RowStream:
         await asyncio.wait({stopping}, timeout=self._window)  # the coalescing window, cut short by shutdown
         if self._stop.is_set():
             return None
+        overflowed = overflowed or queue.full()
         while not queue.empty():
             event = queue.get_nowait()
             changed[event.task_id] = event  # the latest event of a task wins
-        return changed
+        return changed, overflowed
 
-    async def _message(self, changed: dict[str, TaskEvent], *, overflowed: bool) -> ServerSentEvent | None:
+    async def _message(self, changed: dict[str, TaskEvent], overflowed: bool) -> ServerSentEvent | None:
         if overflowed:
             # Events were dropped: rows may be stale; the client reloads its table once.
             self._carried.clear()
