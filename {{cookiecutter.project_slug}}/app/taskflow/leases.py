@@ -29,9 +29,24 @@ logger = logging.getLogger("taskflow.leases")
 RECOVERY_BATCH = 1000
 
 
+def process_scope() -> str:
+    """Where a pid means one process: this host's name plus its pid namespace, when known.
+
+    Containers often share a host name (`network_mode: host`, a fixed `hostname:`) while each
+    has its own pid namespace: by host name alone, one container would find the other's pids
+    "gone" and take over tasks that are still running there.
+    """
+    host = socket.gethostname()
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux, or /proc not mounted: the host name is all we know
+        return host
+    return f"{host}/{namespace}"
+
+
 def new_owner_id() -> str:
-    """host:pid:random — the host and pid let a restarted process spot a dead neighbour at once."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """scope:pid:random — scope and pid let a restarted process spot a dead neighbour at once."""
+    return f"{process_scope()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,12 +64,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def dead_local_owners(owners: list[str], *, me: str) -> list[str]:
-    """Owners on this host whose process is gone (their leases need not be waited out)."""
-    host = socket.gethostname()
+    """Owners in this process scope whose process is gone (their leases need not be waited out)."""
+    scope = process_scope()
     dead = []
     for owner in owners:
         parts = owner.rsplit(":", 2)
-        if owner == me or len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        if owner == me or len(parts) != 3 or parts[0] != scope or not parts[1].isdigit():
             continue
         pid = int(parts[1])
         if pid != os.getpid() and not _pid_alive(pid):

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import insert, update
 
 from app.taskflow import TaskManager, TaskStatus
+from app.taskflow.leases import dead_local_owners, process_scope
 from app.taskflow.models import utcnow
 from app.taskflow.store import Batch, Finish, open_store
 from app.taskflow.store import leases as lease_sql
@@ -69,7 +70,7 @@ def dead_local_owner() -> str:
     """An owner id of this host whose process has exited and been reaped (its pid is free)."""
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
-    return f"{socket.gethostname()}:{process.pid}:deadbeef"
+    return f"{process_scope()}:{process.pid}:deadbeef"
 
 
 # -- taking over expired work ---------------------------------------------------------------------
@@ -108,6 +109,13 @@ async def test_a_dead_owner_on_this_host_is_taken_over_before_its_lease_expires(
     async with manager.lifespan():
         row = await wait_for_status(manager, task_id, TaskStatus.SUCCESS, timeout=5)
     assert row.recoveries == 1
+
+
+def test_an_owner_of_the_same_host_name_in_another_pid_namespace_is_never_taken_for_dead() -> None:
+    # Two containers with one host name: the other's pid means nothing in our namespace.
+    gone_here = dead_local_owner()
+    elsewhere = f"{socket.gethostname()}/1:{gone_here.split(':')[1]}:cafecafe"
+    assert dead_local_owners([gone_here, elsewhere], me="me:1:aaaa") == [gone_here]
 
 
 async def test_a_live_owners_rows_are_left_alone(make_manager) -> None:
