@@ -55,6 +55,8 @@ class Server:
     env: dict[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    # Extra uvicorn options, e.g. ("--workers", "2").
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -70,7 +72,7 @@ class Server:
     def start(self) -> None:
         assert not self.alive, f"{self.name} is already running"
         command = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.options]
         env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts + 1} of {self.name}\n".encode())
@@ -157,9 +159,9 @@ class Servers:
     def records(self) -> Path:
         return self.folder / "executions"
 
-    def new(self, name: str, **overrides: str) -> Server:
+    def new(self, name: str, *, options: tuple[str, ...] = (), **overrides: str) -> Server:
         env = {"DATABASE_URL": self.database_url, "PROC_RECORD_DIR": str(self.records), **self.settings, **overrides}
-        server = Server(name=name, env=env, log_path=self.folder / f"{name}.log")
+        server = Server(name=name, env=env, log_path=self.folder / f"{name}.log", options=options)
         self.started.append(server)
         return server
 

@@ -144,6 +144,24 @@ def test_sigterm_exits_within_the_deadline_and_long_tasks_finish_after_restart(
     assert all(table.row(task_id).recoveries == 0 for task_id in long_ids)
 
 
+def test_sigterm_under_several_uvicorn_workers_drains_and_releases_every_worker(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    table = TaskTable(sqlite_url)
+    try:
+        with servers(sqlite_url, tmp_path, **{**FAST, "TASK_SHUTDOWN_TIMEOUT": "1"}) as group:
+            server = group.new("workers", options=("--workers", "2"))
+            server.start_healthy()
+            ids = [task_id for _ in range(8) for task_id in server.post("/work", count=1, seconds=30)["ids"]]
+            wait_until(lambda: len(read_executions(group.records)) == len(ids), timeout=20, what="all tasks running")
+            took = server.terminate(timeout=15)
+            assert took < 1 + 8, f"exit took {took:.1f}s with a 1 s shutdown timeout"
+            assert table.all_reached(ids, "pending")
+            assert all(table.row(task_id).owner is None for task_id in ids), "a worker did not release its tasks"
+    finally:
+        table.dispose()
+
+
 def test_task_that_kills_its_process_is_quarantined_after_the_cap(sqlite_url: str, tmp_path: Path) -> None:
     max_recoveries = 2
     table = TaskTable(sqlite_url)
