@@ -72,7 +72,7 @@ def duration_chart(snapshot: MetricsSnapshot, *, limit: int = 12) -> DurationCha
     stats = sorted(snapshot.durations, key=lambda d: d.p95, reverse=True)[:limit]
     longest = max((d.p95 for d in stats), default=0.0)
     chart = DurationChart(rows=[], longest=longest)
-    usable = WIDTH - chart.label_width - 70
+    usable = WIDTH - chart.label_width - 120  # room for the "p50 / p95" text after the longest bar
     scale = usable / longest if longest else 0.0
     rows = [
         DurationRow(d.name, index * 22, max(1.0, d.p50 * scale), max(1.0, d.p95 * scale), d.p50, d.p95, d.count)
