@@ -17,7 +17,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +89,7 @@ class LeaseKeeper:
         on_recovered: Callable[[list[Any]], None],
         on_tick: Callable[[], Awaitable[None]],
         holds: Callable[[str], bool] | None = None,
+        runnable: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -101,6 +102,8 @@ class LeaseKeeper:
         # own without a job (lost after an ambiguous write) are handed to recovery; None: no check.
         self._holds = holds
         self._suspects: set[str] = set()
+        # Names of the tasks this instance can run; recovery leaves other tasks to other instances.
+        self._runnable = runnable
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._recover_now = asyncio.Event()
@@ -186,6 +189,9 @@ class LeaseKeeper:
             self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
 
     def _take_batch(self) -> list[Any]:
+        names = self._runnable() if self._runnable is not None else None
+        if names is not None and not names:
+            return []
         return self._store.write(
             lambda c: leases.take_over_expired(
                 c,
@@ -194,6 +200,7 @@ class LeaseKeeper:
                 until=self.lease_until(),
                 limit=RECOVERY_BATCH,
                 max_recoveries=self._max_recoveries,
+                names=names,
             )
         )
 

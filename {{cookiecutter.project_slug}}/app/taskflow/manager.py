@@ -485,6 +485,7 @@ class _Runtime:
             on_recovered=self._submit_recovered,
             on_tick=self._tick,
             holds=self._holds,
+            runnable=self._runnable_names,
         )
         self.redis: RedisBridge | None = None
         self._previous_signals: dict[int, Any] = {}
@@ -540,6 +541,9 @@ class _Runtime:
     def _holds(self, task_id: str) -> bool:
         """Whether this instance has a job for the task (queued, waiting, running, or not yet handed over)."""
         return self.runner.owns(task_id) or task_id in self.manager._unhanded
+
+    def _runnable_names(self) -> list[str]:
+        return [spec.name for spec in self.manager.registry.all() if spec.registered]
 
     def _submit_recovered(self, rows: list[Any]) -> None:
         for job in self.manager._jobs_from_recovered(rows):

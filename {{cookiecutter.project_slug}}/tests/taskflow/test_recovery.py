@@ -134,6 +134,28 @@ async def test_a_live_owners_rows_are_left_alone(make_manager) -> None:
     assert (row.status, row.owner, row.attempt) == (TaskStatus.RUNNING.value, ALIVE, 1)
 
 
+async def test_tasks_this_instance_does_not_register_are_left_to_one_that_does(make_manager) -> None:
+    # A rolling deploy: a dead instance of the new version left a task type the old one lacks.
+    old, new = make_manager(), make_manager()
+
+    @old.task(persist=True, name="job")
+    async def job() -> None:
+        return None
+
+    @new.task(persist=True, name="new_job")
+    async def new_job() -> None:
+        return None
+
+    known = plant(old, "job")[0]
+    unknown = plant(old, "new_job")[0]
+    async with old.lifespan():
+        await wait_for_status(old, known, TaskStatus.SUCCESS)  # a recovery pass has run
+        row = await asyncio.to_thread(old.store.get, unknown)
+        assert (row.status, row.owner) == (TaskStatus.PENDING.value, GONE)
+        async with new.lifespan():
+            await wait_for_status(new, unknown, TaskStatus.SUCCESS)
+
+
 def test_an_instance_never_takes_over_its_own_expired_rows(make_manager) -> None:
     # Its lease ran out while the database was locked or unreachable, but it is alive and still
     # running them: taking them over would run them twice.

@@ -8,10 +8,11 @@ WHERE repeats the expiry test, so a row renewed in the meantime is never taken.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import TaskStatus
@@ -39,20 +40,30 @@ def renew(connection: Connection, *, owner: str, until: datetime) -> int:
 
 
 def take_over_expired(
-    connection: Connection, *, owner: str, now: datetime, until: datetime, limit: int, max_recoveries: int
+    connection: Connection,
+    *,
+    owner: str,
+    now: datetime,
+    until: datetime,
+    limit: int,
+    max_recoveries: int,
+    names: Collection[str] | None = None,
 ) -> list[Any]:
     """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
 
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
+    With `names`, only tasks of those names are taken: during a rolling deploy an instance of the
+    old version leaves a new task type to the instances that can run it.
     """
+    runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
     # picked: persisted, active, nobody's lease; oldest first so nothing starves. A MATERIALIZED
     # CTE runs exactly once. As `id IN (subquery)`, PostgreSQL re-ran the locking sub-select
     # while re-checking rows another instance had just updated: under concurrency one call took
     # four times its limit and waited seconds on the others' locks.
     picked = (
         select(TASKS.c.id)
-        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
+        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable)
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
