@@ -149,7 +149,11 @@ class LeaseKeeper:
             except Exception as exc:
                 self._outage.failed(exc)
             # While the database is away, back off (capped well inside the lease) instead of polling.
-            wait = min(self._poll * 2**self._outage.failures, lease / 6) if self._outage.failures else self._poll
+            wait = (
+                min(self._poll * 2 ** min(self._outage.failures, 16), lease / 6)
+                if self._outage.failures
+                else self._poll
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._recover_now.wait()
