@@ -66,6 +66,8 @@ async def test_dashboard_rows_have_stable_ids(make_manager, make_app, client_for
     for html in (page.text, partial.text):
         assert re.findall(r'<tr id="task-([0-9a-f-]+)"', html) == list(reversed(ids))
     assert '<tbody id="task-rows">' in partial.text and 'id="task-table"' in partial.text
+    # The address bar gets the page's URL (reloadable), never the fragment's.
+    assert partial.headers["HX-Replace-Url"] == "/tasks/dashboard"
 
 
 async def test_partials_are_fragments_and_pages_are_documents(make_manager, make_app, client_for) -> None:

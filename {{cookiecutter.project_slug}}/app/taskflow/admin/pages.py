@@ -46,7 +46,13 @@ def page_and_partial(path: str, page_name: str, builder: Builder, page: str, par
         fragment, template = partial
 
         async def partial_route(request: Request, principal: PrincipalDep, service: ServiceDep) -> HTMLResponse:
-            return render(request, principal, template, await builder(request, service))
+            context = await builder(request, service)
+            response = render(request, principal, template, context)
+            if "page_url" in context:
+                # The address bar shows the page (reloadable), never the fragment; replace, not push:
+                # a live resync fetches this fragment too and must not add history entries.
+                response.headers["HX-Replace-Url"] = context["page_url"]
+            return response
 
         router.add_api_route(
             f"/partials/{fragment}", partial_route, methods=["GET"], name=f"taskflow_partial_{fragment}"

@@ -72,6 +72,8 @@ async def dashboard_context(request: Request, service: AdminService) -> dict[str
         "names": [entry["name"] for entry in service.registry()],
         "table_url": _link(request, "taskflow_partial_table", {**query, "offset": offset or None}),
         "events_url": _link(request, "taskflow_events", {**query, "offset": offset or None}),
+        # The fragment route sends this as HX-Replace-Url: the address bar shows the page, not the fragment.
+        "page_url": _link(request, "taskflow_dashboard", {**query, "offset": offset or None}),
     }
 
 
@@ -108,6 +110,7 @@ async def audit_context(request: Request, service: AdminService) -> dict[str, An
     rows = await service.audit(limit=PAGE_SIZE + 1, offset=offset, task_id=task_id or None, actor=actor or None)
     query = {"actor": actor, "task_id": task_id}
     return {
+        "page_url": _link(request, "taskflow_page_audit", {**query, "offset": offset or None}),
         "entries": rows[:PAGE_SIZE],
         "actor": actor,
         "task_id": task_id,
