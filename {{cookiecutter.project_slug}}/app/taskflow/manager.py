@@ -425,6 +425,7 @@ class TaskManager:
                     spec=spec,
                     arguments=argument_codec.decode(row.arguments),
                     not_before=row.next_run_at,
+                    retries_used=row.retries_used,
                 )
             )
         return jobs
@@ -438,6 +439,7 @@ class TaskManager:
 _EMPTY_ROW: dict[str, Any] = {
     "idempotency_key": None,
     "attempt": 0,
+    "retries_used": 0,
     "recoveries": 0,
     "cancel_requested": False,
     "started_at": None,

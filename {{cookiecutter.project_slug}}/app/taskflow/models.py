@@ -80,6 +80,9 @@ class TaskRecord(SQLModel, table=True):
     # Attempts started so far; the fencing number every write of a running attempt checks.
     attempt: int = 0
     max_attempts: int = 1
+    # Failed attempts that were retried. Counted apart from `attempt`, which crashes and shutdowns
+    # also advance, so a task never loses a retry to a restart.
+    retries_used: int = 0
     # Times this task was taken over after its owner died while running it (counted apart from retries).
     recoveries: int = 0
     owner: str | None = Field(default=None, max_length=200)

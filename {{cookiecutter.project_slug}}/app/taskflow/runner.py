@@ -45,6 +45,8 @@ class Job:
     arguments: argument_codec.JSONArguments
     not_before: datetime | None = None
     cancelled: bool = False
+    # Failed attempts retried so far (from the row after a recovery): what the retry policy counts.
+    retries_used: int = 0
 
 
 @dataclass(eq=False)
@@ -250,11 +252,13 @@ class Runner:
         self, job: Job, context: TaskContext, started_at: datetime, clock: float, exc: Exception
     ) -> None:
         policy = job.spec.policy
-        if not policy.should_retry(exc, context.attempt) or self._stopping:
+        failures = job.retries_used + 1
+        if not policy.should_retry(exc, failures) or self._stopping:
             self._record(job, context, started_at, clock, error=exc, status=TaskStatus.FAILED)
             return
-        delay = policy.delay_after(exc, context.attempt)
+        delay = policy.delay_after(exc, failures)
         next_run_at = utcnow() + timedelta(seconds=delay)
+        job.retries_used = failures
         self._record(job, context, started_at, clock, error=exc, status=TaskStatus.PENDING, next_run_at=next_run_at)
         self.stats.retried += 1
         logger.info(
@@ -299,6 +303,7 @@ class Runner:
             "progress_done": context.progress_done,
             "progress_total": context.progress_total,
             "progress_message": context.progress_message,
+            "retries_used": job.retries_used,
         }
         logs = context.logs
         if context.dropped_logs:

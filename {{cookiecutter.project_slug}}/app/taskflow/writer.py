@@ -45,9 +45,12 @@ class Writer:
         self._progress: dict[str, Progress] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
         self._force = False
         self._closing = False
+        # Batches taken and batches written so far: flushed() waits for the one that holds its writes.
+        self._taken = 0
+        self._applied = 0
+        self._applied_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskflow-writer")
         self.rejected_finishes = 0
@@ -67,17 +70,21 @@ class Writer:
         self._executor.shutdown(wait=True)
 
     async def flushed(self) -> None:
-        """Wait until everything queued before this call (held rows included) is in the database."""
-        while True:
-            with self._lock:
-                empty = not self._batch and not self._held and not self._progress
-            if empty and self._idle.is_set():
-                return
+        """Wait until everything queued before this call (held rows included) is in the database.
+
+        Waits for one flush that takes it all, not for a quiet moment, so it returns under
+        continuous writes too.
+        """
+        with self._lock:
+            pending = bool(self._batch or self._held or self._progress)
+            target = self._taken + 1 if pending else self._taken
+        if pending:
             self._force = True
-            self._idle.clear()
             self._wake.set()
             self._urgent.set()
-            await self._idle.wait()
+        while self._applied < target:
+            self._applied_event.clear()
+            await self._applied_event.wait()
 
     # -- queueing (thread-safe) -----------------------------------------------------------------
 
@@ -172,6 +179,8 @@ class Writer:
             batch.progress = list(self._progress.values())
             self._progress = {}
             waiters, self._claim_waiters = self._claim_waiters, {}
+            if batch:
+                self._taken += 1
         wait = None if next_due is None else max(0.0, next_due + self._hold - now)
         return batch, waiters, wait
 
@@ -186,18 +195,17 @@ class Writer:
             self._urgent.clear()
             batch, waiters, wait = self._take()
             if not batch:
-                if wait is None:
-                    self._idle.set()
-                    if self._closing:
-                        return
+                if wait is None and self._closing:
+                    return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
                 continue
-            self._idle.clear()
             self._last_flush = time.monotonic()
             result = await self._apply_until_written(loop, batch)
+            self._applied += 1
+            self._applied_event.set()
             self.rejected_finishes += len(result.rejected)
             for task_id in result.rejected:
                 logger.warning(

@@ -212,3 +212,36 @@ async def test_the_decorated_function_stays_directly_callable(make_manager) -> N
 
     assert add(2, 3) == 5
     assert await double(4) == 8
+
+
+async def test_a_restart_does_not_use_up_a_retry(make_manager) -> None:
+    calls: list[int] = []
+    started = asyncio.Event()
+
+    def register(manager):
+        @manager.task(name="fragile", persist=True, retries=1)
+        async def fragile() -> str:
+            calls.append(len(calls) + 1)
+            if len(calls) == 1:
+                started.set()
+                await asyncio.sleep(3600)  # still running when the first instance stops
+            if len(calls) == 2:
+                raise ConnectionError("one real failure")
+            return "done"
+
+        return fragile
+
+    first = make_manager(shutdown_timeout=0.1)
+    fragile = register(first)
+    async with first.lifespan():
+        tasks = ManagedBackgroundTasks(first)
+        task_id = tasks.add_task(fragile)
+        await tasks()
+        await asyncio.wait_for(started.wait(), 10)
+    second = make_manager()
+    register(second)
+    async with second.lifespan():
+        row = await wait_for_status(second, task_id, TaskStatus.SUCCESS, TaskStatus.FAILED)
+    assert row.status == TaskStatus.SUCCESS, row.error_message
+    assert (row.attempt, row.retries_used) == (3, 1)
+    assert calls == [1, 2, 3]

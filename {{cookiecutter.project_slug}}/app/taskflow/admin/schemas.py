@@ -65,7 +65,7 @@ class TaskPublic(BaseModel):
             start_time=_aware(row.started_at),
             end_time=_aware(row.finished_at),
             duration=duration,
-            retries_used=max(0, row.attempt - 1),
+            retries_used=row.retries_used,
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             recoveries=row.recoveries,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskRecord, TaskStatus
@@ -33,6 +33,7 @@ FINISH_COLUMNS = (
     "progress_done",
     "progress_total",
     "progress_message",
+    "retries_used",
 )
 PROGRESS_COLUMNS = ("progress_done", "progress_total", "progress_message")
 
@@ -103,7 +104,10 @@ def _guarded_update(columns: tuple[str, ...]) -> Any:
         & (TASKS.c.attempt == bindparam("b_attempt"))
         & (TASKS.c.status == TaskStatus.RUNNING.value)
     )
-    values = {column: bindparam(f"v_{column}") for column in columns}
+    values: dict[str, Any] = {column: bindparam(f"v_{column}") for column in columns}
+    if "retries_used" in values:
+        # An outcome that does not say keeps the count the row has.
+        values["retries_used"] = func.coalesce(values["retries_used"], TASKS.c.retries_used)
     return update(TASKS).where(guard).values({**values, "updated_at": bindparam("v_now")})
 
 
