@@ -48,6 +48,8 @@ browser:
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
+# The browser test's screenshot lands here (kept after the baked folders are gone).
+test: export TEST_ARTIFACTS_DIR ?= $(CURDIR)/test-artifacts
 test: $(TEST_STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

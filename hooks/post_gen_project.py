@@ -24,6 +24,8 @@ ONLY_FOR: dict[tuple[str, str], list[str]] = {
     ("database", "postgresql"): ["tests/test_postgresql.py"],
 }
 MARKED_FILES = ["pyproject.toml", ".env.example", "README.md"]
+# Left behind in the template folder by running its tests or linters there; never part of a bake.
+CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts")
 MARKER = re.compile(r"\s*# only-if (\w+)=([\w.-]+)\s*$")
 
 
@@ -44,6 +46,13 @@ def prune_files() -> None:
         if answer(name) != value:
             for relative in paths:
                 remove(relative)
+
+
+def prune_caches() -> None:
+    for name in CACHES:
+        for path in sorted(ROOT.rglob(name), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def prune_marked_lines(relative: str) -> None:
@@ -118,6 +127,7 @@ def print_next_steps() -> None:
 
 
 def main() -> int:
+    prune_caches()
     prune_files()
     for relative in MARKED_FILES:
         prune_marked_lines(relative)
