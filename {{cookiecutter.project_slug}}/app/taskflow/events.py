@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ._loops import call_in_loop
+
 logger = logging.getLogger("taskflow.events")
 
 
@@ -64,18 +66,7 @@ class EventBus:
         return bool(self._subscribers) or self._redis is not None
 
     def publish(self, event: TaskEvent) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._publish_local(event, forward=True)
-        else:
-            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
-                loop.call_soon_threadsafe(self._publish_local, event, True)
+        call_in_loop(self._loop, self._publish_local, event, True)
 
     def deliver_remote(self, event: TaskEvent) -> None:
         """An event that came from another instance through Redis."""

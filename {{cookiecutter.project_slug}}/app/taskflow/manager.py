@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from fastapi import BackgroundTasks, FastAPI
 
 from . import arguments as argument_codec
+from ._loops import call_in_loop
 from .background import EnqueueOptions, ManagedBackgroundTasks, new_task_id
 from .context import install_log_capture
 from .events import EventBus, RedisBridge, TaskEvent
@@ -260,12 +261,8 @@ class TaskManager:
             jobs = [entry[0] for task_id in task_ids if (entry := self._unhanded.pop(task_id, None)) is not None]
         if not jobs:
             return
-        if _on_loop(runtime.loop):
-            for job in jobs:
-                runtime.runner.submit(job)
-        else:
-            for job in jobs:
-                runtime.loop.call_soon_threadsafe(runtime.runner.submit, job)
+        for job in jobs:
+            call_in_loop(runtime.loop, runtime.runner.submit, job)
 
     def _require_runtime(self) -> _Runtime:
         if self._runtime is None:
@@ -454,13 +451,6 @@ _EMPTY_ROW: dict[str, Any] = {
     "progress_message": None,
     "retry_of": None,
 }
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 class _Runtime:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from ._loops import call_in_loop
 from .models import TaskStatus, utcnow
 from .store import Batch, BatchResult, Finish, Progress, Store
 
@@ -25,9 +26,7 @@ logger = logging.getLogger("taskflow.writer")
 
 
 class Writer:
-    def __init__(
-        self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.01
-    ) -> None:
+    def __init__(self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.01) -> None:
         self._store = store
         self._owner = owner
         self._hold = hold_seconds
@@ -141,18 +140,7 @@ class Writer:
         return future
 
     def _signal(self, urgent: bool = False) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake_up(urgent)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake_up, urgent)
+        call_in_loop(self._loop, self._wake_up, urgent)
 
     def _wake_up(self, urgent: bool) -> None:
         self._wake.set()

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 
+from .procs import SERVICE_ROOT, free_port, wait_until
 from .services import require_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 CHROMIUM = Path("/usr/bin/chromium")
-SERVICE_ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "admin", "browser-test-password"
 
 
@@ -34,23 +33,6 @@ def artifacts_dir() -> Path:
     folder = Path(os.environ.get("TEST_ARTIFACTS_DIR") or SERVICE_ROOT / "test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
