@@ -54,6 +54,9 @@ class TaskflowConfig:
     poll_interval: float = 1.0
     # A task added in a request whose response never went out is started after this long.
     handoff_grace: float = 5.0
+    # A persist=False task's row is written when it finishes, or after this many seconds if it
+    # has not: short tasks then cost one INSERT, and the dashboard shows the rest within this.
+    write_behind: float = 1.0
     # Carry live events between instances (optional).
     redis_url: str | None = None
     redis_channel: str = "taskflow:events"
@@ -65,7 +68,7 @@ class TaskflowConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.lease_seconds < 1:
             problems.append(f"lease_seconds must be >= 1, got {self.lease_seconds!r}")
-        for name in ("shutdown_timeout", "handoff_grace"):
+        for name in ("shutdown_timeout", "handoff_grace", "write_behind"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
         if self.poll_interval <= 0:
@@ -460,7 +463,7 @@ class _Runtime:
         config = manager.config
         self.manager = manager
         self.loop = loop
-        self.writer = Writer(manager.store, owner=manager.owner)
+        self.writer = Writer(manager.store, owner=manager.owner, hold_seconds=config.write_behind)
         self.runner = Runner(
             writer=self.writer,
             events=manager.events,

@@ -8,9 +8,10 @@ values already in the driver's form: the dialect's Database supplies `encode_tim
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
@@ -24,22 +25,40 @@ class HotStatement:
     order: tuple[str, ...] | None
     # Values of binds SQLAlchemy made from literals in the statement (e.g. a status constant).
     fixed: dict[str, Any]
+    # Positions (or names) of the binds that carry datetimes, which the driver needs encoded.
+    times: tuple[Any, ...]
+    _pick: Callable[[dict[str, Any]], tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @classmethod
-    def compile(cls, statement: ClauseElement, dialect: Dialect) -> HotStatement:
+    def compile(cls, statement: ClauseElement, dialect: Dialect, *, time_binds: Collection[str] = ()) -> HotStatement:
         compiled = statement.compile(dialect=dialect)
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-        order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup is not None else None
-        return cls(compiled.string, order, fixed)
+        if compiled.positional and compiled.positiontup is not None:
+            order = tuple(compiled.positiontup)
+            times: tuple[Any, ...] = tuple(i for i, name in enumerate(order) if name in time_binds)
+            pick = itemgetter(*order) if len(order) > 1 else (lambda values: (values[order[0]],))
+            return cls(compiled.string, order, fixed, times, pick)
+        return cls(compiled.string, None, fixed, tuple(name for name in compiled.binds if name in time_binds))
 
     def params(self, values: dict[str, Any], encode_time: Callable[[datetime], Any]) -> Any:
-        merged = {**self.fixed, **values}
-        for key, value in merged.items():
-            if isinstance(value, datetime):
-                merged[key] = encode_time(value)
-        if self.order is None:
-            return merged
-        return tuple(merged.get(name) for name in self.order)
+        """The row's values in the driver's form. Every bind must be in `values` (or fixed)."""
+        if self.fixed:
+            values = {**self.fixed, **values}
+        if self._pick is None:
+            named = dict(values)
+            for name in self.times:
+                if named.get(name) is not None:
+                    named[name] = encode_time(named[name])
+            return named
+        # Positional drivers: C-speed extraction in bind order, then only the datetime slots.
+        row = self._pick(values)
+        if not self.times:
+            return row
+        encoded = list(row)
+        for index in self.times:
+            if encoded[index] is not None:
+                encoded[index] = encode_time(encoded[index])
+        return tuple(encoded)
 
     def execute(
         self, connection: Connection, rows: Sequence[dict[str, Any]], encode_time: Callable[[datetime], Any]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.engine import Connection, Dialect
 
-from ..models import TaskAttempt, TaskRecord, TaskStatus
+from ..models import TaskAttempt, TaskRecord, TaskStatus, UTCDateTime
 from .hot import HotStatement
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
@@ -87,13 +87,20 @@ class Statements:
         self.encode_time = encode_time
         task_columns = {column.name: bindparam(column.name) for column in TASKS.c}
         attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
-        self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect)
-        self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect)
-        self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect)
-        self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect)
+        times = _time_binds()
+        self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect, time_binds=times)
+        self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect, time_binds=times)
+        self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect, time_binds=times)
+        self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect, time_binds=times)
 
     def run(self, statement: HotStatement, connection: Connection, rows: list[dict[str, Any]]) -> int:
         return statement.execute(connection, rows, self.encode_time)
+
+
+def _time_binds() -> set[str]:
+    """Bind names that carry datetimes: the columns' own names, their `v_` update forms, v_now."""
+    names = {column.name for table in (TASKS, ATTEMPTS) for column in table.c if isinstance(column.type, UTCDateTime)}
+    return names | {f"v_{name}" for name in names} | {"v_now"}
 
 
 def _guarded_update(columns: tuple[str, ...]) -> Any:
