@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator
+from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, text
 from sqlmodel import Field, SQLModel
 
 
@@ -68,6 +68,21 @@ class TaskRecord(SQLModel, table=True):
         # Recovery scans active rows by lease; heartbeats and cancel checks also start from the
         # (few) active rows, so no owner index is kept: one index less to update per write.
         Index("ix_taskflow_tasks_status_lease", "status", "lease_expires_at"),
+        # Most tasks have neither: partial indexes skip them, so a plain insert touches two
+        # b-trees fewer (each is one more page to write at every commit).
+        Index(
+            "ux_taskflow_tasks_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_taskflow_tasks_retry_of",
+            "retry_of",
+            sqlite_where=text("retry_of IS NOT NULL"),
+            postgresql_where=text("retry_of IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -76,7 +91,7 @@ class TaskRecord(SQLModel, table=True):
     # {"args": [...], "kwargs": {...}} as JSON; never a repr.
     arguments: str = Field(default='{"args": [], "kwargs": {}}', sa_column=Column(Text, nullable=False))
     persist: bool = False
-    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    idempotency_key: str | None = Field(default=None, max_length=200)
     # Attempts started so far; the fencing number every write of a running attempt checks.
     attempt: int = 0
     max_attempts: int = 1
@@ -101,7 +116,7 @@ class TaskRecord(SQLModel, table=True):
     progress_total: float | None = None
     progress_message: str | None = Field(default=None, max_length=500)
     # The task this one retries (manual retry of a failed task keeps the original).
-    retry_of: str | None = Field(default=None, max_length=36, index=True)
+    retry_of: str | None = Field(default=None, max_length=36)
 
 
 class TaskAttempt(SQLModel, table=True):
