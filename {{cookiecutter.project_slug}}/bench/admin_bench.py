@@ -49,7 +49,7 @@ NAMES = [
     ("notify_webhook", 2),
 ]
 COLUMNS = (
-    "id, name, status, arguments, persist, idempotency_key, attempt, max_attempts, recoveries, owner, "
+    "id, name, status, arguments, persist, idempotency_key, attempt, max_attempts, retries_used, recoveries, owner, "
     "lease_expires_at, cancel_requested, created_at, updated_at, started_at, finished_at, next_run_at, "
     "error_type, error_message, traceback, result, progress_done, progress_total, progress_message, retry_of"
 )
@@ -87,7 +87,7 @@ def fill(path: Path, *, start: int, stop: int, total: int, chunk: int = 50_000) 
             rows.append(
                 (
                     str(uuid.uuid4()), name, status, json.dumps({"args": [], "kwargs": {"user_id": n}}), 0, None,
-                    0 if status == "pending" else 1, 4 if name == "flaky" else 1, 0, None if final else "bench:1",
+                    0 if status == "pending" else 1, 4 if name == "flaky" else 1, 0, 0, None if final else "bench:1",
                     None, 0, sqlite_time(created), sqlite_time(finished if final else created),
                     None if status == "pending" else sqlite_time(started), sqlite_time(finished) if final else None,
                     None, "ConnectionError" if failed else None,
