@@ -5,8 +5,9 @@ Vendored into this service: the team owns this folder. See CHANGELOG.md beside t
 
 from .admin import TaskAdmin
 from .background import EnqueueOptions, ManagedBackgroundTasks
+from .config import TaskflowConfig
 from .context import TaskContext, current_task
-from .manager import CancelOutcome, TaskflowConfig, TaskManager, TaskNotFound, TaskNotRetryable
+from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
 from .registry import TaskSpec

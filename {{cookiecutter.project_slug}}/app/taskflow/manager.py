@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
@@ -19,62 +16,20 @@ from fastapi import BackgroundTasks, FastAPI
 from . import arguments as argument_codec
 from ._loops import call_in_loop
 from .background import EnqueueOptions, ManagedBackgroundTasks, new_task_id
-from .context import install_log_capture
-from .events import EventBus, RedisBridge, TaskEvent
-from .leases import LeaseKeeper, new_owner_id
+from .config import TaskflowConfig
+from .events import EventBus, TaskEvent
+from .leases import new_owner_id
 from .models import TaskStatus, utcnow
 from .policy import RetryPolicy
 from .registry import Registry, build_spec
-from .runner import Job, Runner
+from .runner import Job
+from .runtime import Runtime
 from .store import DuplicateTask, Store, open_store
-from .writer import Writer
 
 logger = logging.getLogger("taskflow")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskflowConfig:
-    """Manager-wide settings (each task's own options are on its @task)."""
-
-    # None: an in-memory store (nothing survives the process). Else sqlite:///... or postgresql+psycopg://...
-    database_url: str | None = None
-    # Tasks running at once in this process, and threads for sync tasks among them.
-    concurrency: int = 32
-    threads: int = 16
-    # How long an instance's claim on its tasks lasts without a heartbeat.
-    lease_seconds: float = 30.0
-    # Crash recoveries of one task before it is quarantined as FAILED.
-    max_recoveries: int = 5
-    # On shutdown, running tasks get this long to finish before they are cancelled and released.
-    shutdown_timeout: float = 20.0
-    # Control loop period: hand-over sweep and cross-instance cancel requests.
-    poll_interval: float = 1.0
-    # A task added in a request whose response never went out is started after this long.
-    handoff_grace: float = 5.0
-    # A persist=False task's row is written when it finishes, or after this many seconds if it
-    # has not: short tasks then cost one INSERT, and the dashboard shows the rest within this.
-    write_behind: float = 1.0
-    # Carry live events between instances (optional).
-    redis_url: str | None = None
-    redis_channel: str = "taskflow:events"
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("concurrency", "threads", "max_recoveries"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.lease_seconds < 1:
-            problems.append(f"lease_seconds must be >= 1, got {self.lease_seconds!r}")
-        for name in ("shutdown_timeout", "handoff_grace", "write_behind"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
-        if self.poll_interval <= 0:
-            problems.append(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
-        if problems:
-            raise ValueError("TaskManager: " + "; ".join(problems))
 
 
 class CancelOutcome(enum.StrEnum):
@@ -112,7 +67,7 @@ class TaskManager:
         self.events = EventBus()
         self.owner = new_owner_id()
         self._store: Store | None = None
-        self._runtime: _Runtime | None = None
+        self._runtime: Runtime | None = None
         self._users = 0
         self._unhanded: dict[str, tuple[Job, float]] = {}
         self._unhanded_lock = threading.Lock()
@@ -267,7 +222,7 @@ class TaskManager:
         for job in jobs:
             call_in_loop(runtime.loop, runtime.runner.submit, job)
 
-    def _require_runtime(self) -> _Runtime:
+    def _require_runtime(self) -> Runtime:
         if self._runtime is None:
             raise RuntimeError(
                 "the task manager is not running: start it in the app's lifespan (TaskAdmin does this, "
@@ -324,7 +279,7 @@ class TaskManager:
         self._users += 1
         if self._runtime is None:
             self.shutting_down = asyncio.Event()
-            self._runtime = await _Runtime.create(self)
+            self._runtime = await Runtime.create(self)
 
     async def stop(self) -> None:
         self._users = max(0, self._users - 1)
@@ -408,7 +363,7 @@ class TaskManager:
 
     # -- used by the runtime ----------------------------------------------------------------------
 
-    def _jobs_from_recovered(self, rows: list[Any]) -> list[Job]:
+    def jobs_from_recovered(self, rows: list[Any]) -> list[Job]:
         jobs = []
         for row in rows:
             if row.status != TaskStatus.PENDING.value:
@@ -430,7 +385,11 @@ class TaskManager:
             )
         return jobs
 
-    def _overdue_handoffs(self) -> list[str]:
+    def awaits_handoff(self, task_id: str) -> bool:
+        """True while a recorded task waits for its request to hand it over."""
+        return task_id in self._unhanded
+
+    def overdue_handoffs(self) -> list[str]:
         limit = time.monotonic() - self.config.handoff_grace
         with self._unhanded_lock:
             return [task_id for task_id, (_, added) in self._unhanded.items() if added < limit]
@@ -454,124 +413,3 @@ _EMPTY_ROW: dict[str, Any] = {
     "progress_message": None,
     "retry_of": None,
 }
-
-
-class _Runtime:
-    """Everything that exists only while the manager runs (one event loop)."""
-
-    def __init__(self, manager: TaskManager, loop: asyncio.AbstractEventLoop) -> None:
-        config = manager.config
-        self.manager = manager
-        self.loop = loop
-        self.writer = Writer(manager.store, owner=manager.owner, hold_seconds=config.write_behind)
-        self.runner = Runner(
-            writer=self.writer,
-            events=manager.events,
-            owner=manager.owner,
-            concurrency=config.concurrency,
-            threads=config.threads,
-        )
-        self.leases = LeaseKeeper(
-            store=manager.store,
-            owner=manager.owner,
-            lease_seconds=config.lease_seconds,
-            max_recoveries=config.max_recoveries,
-            poll_interval=config.poll_interval,
-            on_recovered=self._submit_recovered,
-            on_tick=self._tick,
-            holds=self._holds,
-            runnable=self._runnable_names,
-        )
-        self.redis: RedisBridge | None = None
-        self._previous_signals: dict[int, Any] = {}
-
-    @classmethod
-    async def create(cls, manager: TaskManager) -> _Runtime:
-        loop = asyncio.get_running_loop()
-        await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
-        runtime = cls(manager, loop)
-        if manager.config.redis_url:
-            redis = RedisBridge(
-                manager.config.redis_url, channel=manager.config.redis_channel, origin=manager.owner, bus=manager.events
-            )
-            try:
-                await redis.start()
-                runtime.redis = redis
-            except Exception as exc:
-                # Live events between instances are a convenience: tasks run without them.
-                logger.error("taskflow: cannot reach Redis at %s (%s); live events stay local", redis.url, exc)
-        manager.events.bind(loop, runtime.redis)
-        install_log_capture()
-        await runtime.writer.start()
-        await runtime.runner.start()
-        await runtime.leases.start()
-        runtime._watch_signals()
-        logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
-        return runtime
-
-    async def close(self, shutdown_timeout: float) -> None:
-        manager = self.manager
-        manager.shutting_down.set()
-        self._restore_signals()
-        finished = await self.runner.drain(shutdown_timeout)
-        if not finished:
-            logger.warning(
-                "taskflow: %d task(s) still running after %.1fs; cancelling them (persisted ones will be re-run)",
-                len(self.runner.running_ids()),
-                shutdown_timeout,
-            )
-        await self.runner.stop()
-        await self.leases.stop()
-        await self.writer.close()
-        try:
-            released, interrupted = await asyncio.to_thread(self.leases.release)
-            if released or interrupted:
-                logger.info("taskflow: released %d persisted task(s), interrupted %d", released, interrupted)
-        except Exception:
-            logger.exception("taskflow: could not release leases at shutdown; they expire on their own")
-        if self.redis is not None:
-            await self.redis.stop()
-        manager.events.unbind()
-
-    def _holds(self, task_id: str) -> bool:
-        """Whether this instance has a job for the task (queued, waiting, running, or not yet handed over)."""
-        return self.runner.owns(task_id) or task_id in self.manager._unhanded
-
-    def _runnable_names(self) -> list[str]:
-        return [spec.name for spec in self.manager.registry.all() if spec.registered]
-
-    def _submit_recovered(self, rows: list[Any]) -> None:
-        for job in self.manager._jobs_from_recovered(rows):
-            self.runner.submit(job)
-
-    async def _tick(self) -> None:
-        overdue = self.manager._overdue_handoffs()
-        if overdue:
-            self.manager.hand_off(overdue)
-        for task_id in await asyncio.to_thread(self.leases.cancel_requests):
-            self.runner.cancel(task_id)
-
-    # Uvicorn waits for open connections (the dashboard's event stream never ends by itself)
-    # before it runs the lifespan shutdown, so we must hear SIGTERM/SIGINT ourselves: we set
-    # `shutting_down` (streams close) and pass the signal on to the server's own handler.
-    def _watch_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.getsignal(signum)
-            if not callable(previous):
-                continue
-            self._previous_signals[signum] = previous
-
-            def handler(sig: int, frame: Any, _previous: Any = previous) -> None:
-                self.loop.call_soon_threadsafe(self.manager.shutting_down.set)
-                _previous(sig, frame)
-
-            with contextlib.suppress(ValueError):
-                signal.signal(signum, handler)
-
-    def _restore_signals(self) -> None:
-        for signum, previous in self._previous_signals.items():
-            with contextlib.suppress(ValueError):
-                signal.signal(signum, previous)
-        self._previous_signals.clear()

@@ -1,0 +1,47 @@
+"""Manager-wide settings, checked once when a TaskManager is built or configured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskflowConfig:
+    """Manager-wide settings (each task's own options are on its @task)."""
+
+    # None: an in-memory store (nothing survives the process). Else sqlite:///... or postgresql+psycopg://...
+    database_url: str | None = None
+    # Tasks running at once in this process, and threads for sync tasks among them.
+    concurrency: int = 32
+    threads: int = 16
+    # How long an instance's claim on its tasks lasts without a heartbeat.
+    lease_seconds: float = 30.0
+    # Crash recoveries of one task before it is quarantined as FAILED.
+    max_recoveries: int = 5
+    # On shutdown, running tasks get this long to finish before they are cancelled and released.
+    shutdown_timeout: float = 20.0
+    # Control loop period: hand-over sweep and cross-instance cancel requests.
+    poll_interval: float = 1.0
+    # A task added in a request whose response never went out is started after this long.
+    handoff_grace: float = 5.0
+    # A persist=False task's row is written when it finishes, or after this many seconds if it
+    # has not: short tasks then cost one INSERT, and the dashboard shows the rest within this.
+    write_behind: float = 1.0
+    # Carry live events between instances (optional).
+    redis_url: str | None = None
+    redis_channel: str = "taskflow:events"
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("concurrency", "threads", "max_recoveries"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lease_seconds < 1:
+            problems.append(f"lease_seconds must be >= 1, got {self.lease_seconds!r}")
+        for name in ("shutdown_timeout", "handoff_grace", "write_behind"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+        if self.poll_interval <= 0:
+            problems.append(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
+        if problems:
+            raise ValueError("TaskManager: " + "; ".join(problems))

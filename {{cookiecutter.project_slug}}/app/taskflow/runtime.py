@@ -1,0 +1,142 @@
+"""Everything that exists only while a TaskManager runs: writer, runner, leases, Redis, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .context import install_log_capture
+from .events import RedisBridge
+from .leases import LeaseKeeper
+from .runner import Runner
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from .manager import TaskManager
+
+logger = logging.getLogger("taskflow")
+
+
+class Runtime:
+    """Everything that exists only while the manager runs (one event loop)."""
+
+    def __init__(self, manager: TaskManager, loop: asyncio.AbstractEventLoop) -> None:
+        config = manager.config
+        self.manager = manager
+        self.loop = loop
+        self.writer = Writer(manager.store, owner=manager.owner, hold_seconds=config.write_behind)
+        self.runner = Runner(
+            writer=self.writer,
+            events=manager.events,
+            owner=manager.owner,
+            concurrency=config.concurrency,
+            threads=config.threads,
+        )
+        self.leases = LeaseKeeper(
+            store=manager.store,
+            owner=manager.owner,
+            lease_seconds=config.lease_seconds,
+            max_recoveries=config.max_recoveries,
+            poll_interval=config.poll_interval,
+            on_recovered=self._submit_recovered,
+            on_tick=self._tick,
+            holds=self._holds,
+            runnable=self._runnable_names,
+        )
+        self.redis: RedisBridge | None = None
+        self._previous_signals: dict[int, Any] = {}
+
+    @classmethod
+    async def create(cls, manager: TaskManager) -> Runtime:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
+        runtime = cls(manager, loop)
+        if manager.config.redis_url:
+            redis = RedisBridge(
+                manager.config.redis_url, channel=manager.config.redis_channel, origin=manager.owner, bus=manager.events
+            )
+            try:
+                await redis.start()
+                runtime.redis = redis
+            except Exception as exc:
+                # Live events between instances are a convenience: tasks run without them.
+                logger.error("taskflow: cannot reach Redis at %s (%s); live events stay local", redis.url, exc)
+        manager.events.bind(loop, runtime.redis)
+        install_log_capture()
+        await runtime.writer.start()
+        await runtime.runner.start()
+        await runtime.leases.start()
+        runtime._watch_signals()
+        logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
+        return runtime
+
+    async def close(self, shutdown_timeout: float) -> None:
+        manager = self.manager
+        manager.shutting_down.set()
+        self._restore_signals()
+        finished = await self.runner.drain(shutdown_timeout)
+        if not finished:
+            logger.warning(
+                "taskflow: %d task(s) still running after %.1fs; cancelling them (persisted ones will be re-run)",
+                len(self.runner.running_ids()),
+                shutdown_timeout,
+            )
+        await self.runner.stop()
+        await self.leases.stop()
+        await self.writer.close()
+        try:
+            released, interrupted = await asyncio.to_thread(self.leases.release)
+            if released or interrupted:
+                logger.info("taskflow: released %d persisted task(s), interrupted %d", released, interrupted)
+        except Exception:
+            logger.exception("taskflow: could not release leases at shutdown; they expire on their own")
+        if self.redis is not None:
+            await self.redis.stop()
+        manager.events.unbind()
+
+    def _holds(self, task_id: str) -> bool:
+        """Whether this instance has a job for the task (queued, waiting, running, or not yet handed over)."""
+        return self.runner.owns(task_id) or self.manager.awaits_handoff(task_id)
+
+    def _runnable_names(self) -> list[str]:
+        return [spec.name for spec in self.manager.registry.all() if spec.registered]
+
+    def _submit_recovered(self, rows: list[Any]) -> None:
+        for job in self.manager.jobs_from_recovered(rows):
+            self.runner.submit(job)
+
+    async def _tick(self) -> None:
+        overdue = self.manager.overdue_handoffs()
+        if overdue:
+            self.manager.hand_off(overdue)
+        for task_id in await asyncio.to_thread(self.leases.cancel_requests):
+            self.runner.cancel(task_id)
+
+    # Uvicorn waits for open connections (the dashboard's event stream never ends by itself)
+    # before it runs the lifespan shutdown, so we must hear SIGTERM/SIGINT ourselves: we set
+    # `shutting_down` (streams close) and pass the signal on to the server's own handler.
+    def _watch_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(signum)
+            if not callable(previous):
+                continue
+            self._previous_signals[signum] = previous
+
+            def handler(sig: int, frame: Any, _previous: Any = previous) -> None:
+                self.loop.call_soon_threadsafe(self.manager.shutting_down.set)
+                _previous(sig, frame)
+
+            with contextlib.suppress(ValueError):
+                signal.signal(signum, handler)
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._previous_signals.items():
+            with contextlib.suppress(ValueError):
+                signal.signal(signum, previous)
+        self._previous_signals.clear()
