@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskflow")
 
+# Seconds shutdown waits for the last writes and the lease release once tasks have stopped.
+FINAL_WRITES_TIMEOUT = 10.0
+
 
 class Runtime:
     """Everything that exists only while the manager runs (one event loop)."""
@@ -87,11 +90,21 @@ class Runtime:
             )
         await self.runner.stop()
         await self.leases.stop()
-        await self.writer.close()
+        # With the database down the last writes could wait forever; shutdown must not. What
+        # is not written is safe: persisted tasks are recovered when their leases expire.
         try:
-            released, interrupted = await asyncio.to_thread(self.leases.release)
+            async with asyncio.timeout(FINAL_WRITES_TIMEOUT):
+                await self.writer.close()
+                released, interrupted = await asyncio.to_thread(self.leases.release)
             if released or interrupted:
                 logger.info("taskflow: released %d persisted task(s), interrupted %d", released, interrupted)
+        except TimeoutError:
+            logger.error(
+                "taskflow: the database did not take the last task updates within %.0fs; stopping anyway "
+                "(persisted tasks will be recovered after their leases expire)",
+                FINAL_WRITES_TIMEOUT,
+            )
+            self.writer.abandon()
         except Exception:
             logger.exception("taskflow: could not release leases at shutdown; they expire on their own")
         if self.redis is not None:

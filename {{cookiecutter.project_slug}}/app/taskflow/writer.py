@@ -68,6 +68,12 @@ class Writer:
             await self._task
         self._executor.shutdown(wait=True)
 
+    def abandon(self) -> None:
+        """Stop without writing what is left (shutdown gave up on an unreachable database)."""
+        if self._task is not None:
+            self._task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
     async def flushed(self) -> None:
         """Wait until everything queued before this call (held rows included) is in the database.
 
