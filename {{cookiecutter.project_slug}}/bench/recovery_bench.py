@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
 from app.taskflow import TaskManager
 from app.taskflow.models import TaskRecord, TaskStatus, utcnow
+from tests.taskflow.services import postgres_database, postgres_reachable
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 GONE = "crashed-host:4242:deadbeef"
@@ -105,31 +105,6 @@ async def one_round(database_url: str, count: int) -> Timings:
 def sqlite_database() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as folder:
         yield f"sqlite:///{Path(folder) / 'bench.db'}"
-
-
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    name = f"taskflow_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def postgres_reachable(server_url: str) -> bool:
-    try:
-        engine = create_engine(server_url, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
 
 
 def report(engine: str, count: int, rounds: list[Timings]) -> None:
