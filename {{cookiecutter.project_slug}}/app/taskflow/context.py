@@ -68,10 +68,6 @@ def current_task() -> TaskContext:
     return context
 
 
-def get_current_task() -> TaskContext | None:
-    return _current.get()
-
-
 def bind(context: TaskContext) -> object:
     return _current.set(context)
 

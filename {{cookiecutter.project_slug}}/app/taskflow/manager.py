@@ -21,7 +21,7 @@ from .events import EventBus, TaskEvent
 from .leases import new_owner_id
 from .models import TaskStatus, utcnow
 from .policy import RetryPolicy
-from .registry import Registry, build_spec
+from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
 from .store import DuplicateTask, Store, open_store
@@ -175,25 +175,9 @@ class TaskManager:
         if options.session is not None and self.store.dialect == "sqlite" and self.config.database_url is None:
             raise ValueError("transactional enqueue (session=...) needs a database store, not the in-memory one")
         task_id = new_task_id()
-        now = utcnow()
-        row = {
-            **_EMPTY_ROW,
-            "id": task_id,
-            "name": spec.name,
-            "status": TaskStatus.PENDING.value,
-            "arguments": argument_codec.encode(plain),
-            "persist": spec.persist,
-            "idempotency_key": key,
-            "attempt": 0,
-            "max_attempts": spec.policy.retries + 1,
-            "recoveries": 0,
-            "owner": self.owner,
-            "lease_expires_at": runtime.leases.lease_until(),
-            "cancel_requested": False,
-            "created_at": now,
-            "updated_at": now,
-            "next_run_at": not_before,
-        }
+        row = self._pending_row(
+            runtime, spec, task_id, argument_codec.encode(plain), idempotency_key=key, next_run_at=not_before
+        )
         if spec.persist or key is not None or options.session is not None:
             try:
                 self.store.insert_task(row, session=options.session)
@@ -209,6 +193,26 @@ class TaskManager:
         if handoff:
             self.hand_off([task_id])
         return task_id
+
+    def _pending_row(
+        self, runtime: Runtime, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
+    ) -> dict[str, Any]:
+        """A new task row, every column present (the hot insert binds them all), owned by us."""
+        now = utcnow()
+        return {
+            **_EMPTY_ROW,
+            "id": task_id,
+            "name": spec.name,
+            "status": TaskStatus.PENDING.value,
+            "arguments": arguments,
+            "persist": spec.persist,
+            "max_attempts": spec.policy.retries + 1,
+            "owner": self.owner,
+            "lease_expires_at": runtime.leases.lease_until(),
+            "created_at": now,
+            "updated_at": now,
+            **extra,
+        }
 
     def hand_off(self, task_ids: list[str]) -> None:
         """Give recorded jobs to the runner (thread-safe)."""
@@ -341,21 +345,7 @@ class TaskManager:
             raise TaskNotRetryable(f"no task named {row.name!r} is registered in this service")
         plain = argument_codec.decode(row.arguments)
         new_id = new_task_id()
-        now = utcnow()
-        new_row = {
-            **_EMPTY_ROW,
-            "id": new_id,
-            "name": spec.name,
-            "status": TaskStatus.PENDING.value,
-            "arguments": row.arguments,
-            "persist": spec.persist,
-            "max_attempts": spec.policy.retries + 1,
-            "owner": self.owner,
-            "lease_expires_at": runtime.leases.lease_until(),
-            "created_at": now,
-            "updated_at": now,
-            "retry_of": task_id,
-        }
+        new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
         await asyncio.to_thread(self.store.insert_task, new_row)
         runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))

@@ -57,15 +57,6 @@ class _Running:
     cancelled_by_user: bool = False
 
 
-@dataclass
-class RunnerStats:
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    cancelled: int = 0
-    started: int = 0
-
-
 class Runner:
     def __init__(self, *, writer: Writer, events: EventBus, owner: str, concurrency: int, threads: int) -> None:
         self._writer = writer
@@ -81,7 +72,6 @@ class Runner:
         self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.stats = RunnerStats()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -202,8 +192,7 @@ class Runner:
         context = TaskContext(task_id=job.task_id, name=spec.name, attempt=attempt, _on_progress=self._report_progress)
         running = _Running(job=job, context=context)
         self._running[job.task_id] = running
-        self.stats.started += 1
-        self._publish(job, TaskStatus.RUNNING)
+        self._publish(job.task_id, job.spec.name, TaskStatus.RUNNING)
         started_at = utcnow()
         clock = time.perf_counter()
         try:
@@ -260,7 +249,6 @@ class Runner:
         next_run_at = utcnow() + timedelta(seconds=delay)
         job.retries_used = failures
         self._record(job, context, started_at, clock, error=exc, status=TaskStatus.PENDING, next_run_at=next_run_at)
-        self.stats.retried += 1
         logger.info(
             "taskflow: %s %s attempt %d failed (%s); retrying in %.2fs",
             job.spec.name,
@@ -336,14 +324,7 @@ class Runner:
         self._writer.finish(
             Finish(task_id=job.task_id, attempt=context.attempt, values=values, attempt_row=attempt_row)
         )
-        stats = self.stats
-        if status is TaskStatus.SUCCESS:
-            stats.succeeded += 1
-        elif status is TaskStatus.FAILED:
-            stats.failed += 1
-        elif status is TaskStatus.CANCELLED:
-            stats.cancelled += 1
-        self._publish(job, status, context)
+        self._publish(job.task_id, job.spec.name, status, context)
 
     def _report_progress(self, context: TaskContext) -> None:
         values = {
@@ -352,24 +333,15 @@ class Runner:
             "progress_message": context.progress_message,
         }
         self._writer.progress(Progress(task_id=context.task_id, attempt=context.attempt, values=values))
-        self._events.publish(
-            TaskEvent(
-                task_id=context.task_id,
-                name=context.name,
-                status=TaskStatus.RUNNING.value,
-                progress_done=context.progress_done,
-                progress_total=context.progress_total,
-                progress_message=context.progress_message,
-            )
-        )
+        self._publish(context.task_id, context.name, TaskStatus.RUNNING, context)
 
-    def _publish(self, job: Job, status: TaskStatus, context: TaskContext | None = None) -> None:
+    def _publish(self, task_id: str, name: str, status: TaskStatus, context: TaskContext | None = None) -> None:
         if not self._events.listening:
             return
         self._events.publish(
             TaskEvent(
-                task_id=job.task_id,
-                name=job.spec.name,
+                task_id=task_id,
+                name=name,
                 status=status.value,
                 progress_done=context.progress_done if context else None,
                 progress_total=context.progress_total if context else None,

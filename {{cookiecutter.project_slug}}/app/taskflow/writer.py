@@ -52,7 +52,6 @@ class Writer:
         self._applied_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskflow-writer")
-        self.rejected_finishes = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -200,7 +199,6 @@ class Writer:
             result = await self._apply_until_written(loop, batch)
             self._applied += 1
             self._applied_event.set()
-            self.rejected_finishes += len(result.rejected)
             for task_id in result.rejected:
                 logger.warning(
                     "taskflow: the outcome of task %s was not recorded: another instance took it over "

@@ -23,7 +23,18 @@ from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, app
 
 T = TypeVar("T")
 
-__all__ = ["Batch", "BatchResult", "DuplicateTask", "Finish", "Progress", "Store", "TaskFilter", "open_store"]
+__all__ = [
+    "Batch",
+    "BatchResult",
+    "DuplicateTask",
+    "Finish",
+    "Progress",
+    "Store",
+    "TaskFilter",
+    "leases",
+    "open_store",
+    "queries",
+]
 
 
 class DuplicateTask(Exception):
@@ -137,6 +148,3 @@ class Store:
 
 def open_store(database_url: str | None) -> Store:
     return Store(open_database(database_url))
-
-
-__all__ += ["leases", "queries"]

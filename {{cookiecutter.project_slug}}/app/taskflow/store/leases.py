@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, true, update
+from sqlalchemy import case, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import TaskStatus
@@ -173,7 +173,3 @@ def cancel_requests(connection: Connection, *, owner: str) -> list[str]:
         TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.cancel_requested.is_(True)
     )
     return [row.id for row in connection.execute(statement)]
-
-
-def count_active(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(TASKS).where(TASKS.c.status.in_(ACTIVE))).scalar_one()
