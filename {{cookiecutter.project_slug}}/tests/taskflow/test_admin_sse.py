@@ -99,6 +99,12 @@ async def make_tasks(manager: Any, ok: Any, count: int) -> list[str]:
     return ids
 
 
+async def connected(messages: list[Any]) -> list[Any]:
+    """Wait for the snapshot every connection starts with; return the messages that follow it."""
+    await until(lambda: any(m.event == "rows" for m in messages))
+    return messages[messages.index(next(m for m in messages if m.event == "rows")) + 1 :]
+
+
 def row_ids(html: str) -> list[str]:
     return re.findall(r'<tr id="task-([0-9a-f-]+)"', html)
 
@@ -111,8 +117,7 @@ async def test_rapid_changes_are_coalesced_into_few_small_events(make_manager, m
         changing = on_page[:10]
         stream = stream_for(app, manager)
         async with collecting(stream) as messages:
-            await until(lambda: manager.events.subscriber_count == 1 and messages)
-            await asyncio.sleep(0.05)  # let the stream read its page before the burst
+            await connected(messages)
             for step in range(200):  # 200 changes to 10 tasks, as fast as they come
                 task_id = changing[step % 10]
                 manager.events.publish(
@@ -120,10 +125,11 @@ async def test_rapid_changes_are_coalesced_into_few_small_events(make_manager, m
                         task_id, "ok", "running", progress_done=step, progress_total=200, progress_message=f"s{step}"
                     )
                 )
-            await until(lambda: len([m for m in messages if m.event == "rows"]) >= 1)
+            await until(lambda: len([m for m in messages if m.event == "rows"]) >= 2)
             await asyncio.sleep(0.6)  # anything more would arrive within two more windows
-        rows = [m for m in messages if m.event == "rows"]
+        snapshot, *rows = [m for m in messages if m.event == "rows"]
     assert messages[0].retry == 3000
+    assert row_ids(snapshot.raw_data) == on_page  # the page as it was when the stream connected
     assert 1 <= len(rows) <= 2
     sent = [task_id for message in rows for task_id in row_ids(message.raw_data)]
     assert sorted(set(sent)) == sorted(changing)  # only the changed rows, never the page
@@ -139,13 +145,29 @@ async def test_new_tasks_send_the_first_page_body(make_manager, make_app, client
         await make_tasks(manager, ok, 3)
         stream = stream_for(app, manager, flush=manager.flush, limit=3)
         async with collecting(stream) as messages:
-            await until(lambda: manager.events.subscriber_count == 1 and messages)
-            await asyncio.sleep(0.05)
+            await connected(messages)
             (new_id,) = await make_tasks(manager, ok, 1)
             await until(lambda: any(m.event == "rows" and new_id in m.raw_data for m in messages))
-        body = next(m.raw_data for m in messages if m.event == "rows" and new_id in m.raw_data)
+        body = next(m.raw_data for m in messages[1:] if m.event == "rows" and new_id in m.raw_data)
     assert '<tbody id="task-rows" hx-swap-oob="true">' in body
     assert len(row_ids(body)) == 3 and row_ids(body)[0] == new_id  # bounded by the page size
+
+
+async def test_a_task_created_before_the_stream_connected_is_in_its_snapshot(
+    make_manager, make_app, client_for
+) -> None:
+    # The browser renders the page, then connects the stream: a task created in between must not
+    # be missed, nor its later events sent as updates of a row the browser does not have.
+    manager, app, ok = build(make_manager, make_app)
+    async with client_for(app):
+        rendered = list(reversed(await make_tasks(manager, ok, 2)))
+        (created_meanwhile,) = await make_tasks(manager, ok, 1)
+        stream = stream_for(app, manager, flush=manager.flush)
+        async with collecting(stream) as messages:
+            await connected(messages)
+        snapshot = next(m for m in messages if m.event == "rows")
+    assert '<tbody id="task-rows" hx-swap-oob="true">' in snapshot.raw_data
+    assert row_ids(snapshot.raw_data) == [created_meanwhile, *rendered]
 
 
 async def test_later_pages_only_update_their_own_rows(make_manager, make_app, client_for) -> None:
@@ -154,14 +176,15 @@ async def test_later_pages_only_update_their_own_rows(make_manager, make_app, cl
         ids = list(reversed(await make_tasks(manager, ok, 4)))
         stream = stream_for(app, manager, offset=2, limit=2)
         async with collecting(stream) as messages:
-            await until(lambda: manager.events.subscriber_count == 1 and messages)
-            await asyncio.sleep(0.05)
+            await connected(messages)
             for task_id in ids:  # two on page 1, two on page 2
                 manager.events.publish(TaskEvent(task_id, "ok", "running", progress_done=1, progress_total=2))
             await make_tasks(manager, ok, 1)  # a new task: page 1 only
-            await until(lambda: any(m.event == "rows" for m in messages))
+            await until(lambda: len([m for m in messages if m.event == "rows"]) >= 2)
             await asyncio.sleep(0.4)
-        sent = [task_id for m in messages if m.event == "rows" for task_id in row_ids(m.raw_data)]
+        snapshot, *updates = [m for m in messages if m.event == "rows"]
+        sent = [task_id for m in updates for task_id in row_ids(m.raw_data)]
+    assert row_ids(snapshot.raw_data) == ids[2:] and "<tbody" not in snapshot.raw_data  # in place
     assert sorted(set(sent)) == sorted(ids[2:])
 
 
@@ -173,8 +196,7 @@ async def test_a_subscriber_that_overflowed_is_told_to_resync(make_manager, make
         bus.bind(asyncio.get_running_loop())
         stream = stream_for(app, manager, bus=bus)
         async with collecting(stream) as messages:
-            await until(lambda: bus.subscriber_count == 1 and messages)
-            await asyncio.sleep(0.05)
+            await connected(messages)
             for n in range(50):
                 bus.publish(TaskEvent(f"task-{n}", "ok", "running"))
             await until(lambda: any(m.event == "resync" for m in messages), timeout=2)
@@ -196,7 +218,8 @@ async def test_the_stream_ends_when_the_manager_shuts_down(make_manager, make_ap
         manager.shutting_down.set()
         await asyncio.wait_for(task, timeout=5)
     assert manager.events.subscriber_count == 0
-    assert [m.comment for m in messages] == ["taskflow live rows"]
+    assert [(m.comment, m.event) for m in messages] == [("taskflow live rows", None), (None, "rows")]
+    assert "No tasks match." in messages[1].raw_data  # the snapshot of an empty table, then the end
 
 
 async def test_events_route_is_an_event_stream(make_manager, make_app, client_for) -> None:

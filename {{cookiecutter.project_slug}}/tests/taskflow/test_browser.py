@@ -119,6 +119,8 @@ def row_status(page: Any, task_id: str) -> str | None:
 
 def test_browser_dashboard_follows_tasks_live_and_retries(service: Service, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # Set before any page script runs, so the stream's opening is never missed.
+    context.add_init_script("document.addEventListener('htmx:sseOpen', () => { window.streamOpen = true; });")
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
@@ -133,8 +135,8 @@ def test_browser_dashboard_follows_tasks_live_and_retries(service: Service, brow
         page.evaluate("() => { window.notReloaded = true; }")  # gone if the page reloads
 
         # A report appears, its progress bar moves and it reaches SUCCESS, all without a reload.
-        # (The stream connects on load; a moment for the connection before the task starts.)
-        wait_until(lambda: page.evaluate("() => !!document.querySelector('#live')"), timeout=10, what="live")
+        # (Once the stream is open, every change reaches the page through it.)
+        wait_until(lambda: page.evaluate("() => window.streamOpen === true"), timeout=30, what="the stream opens")
         report_id = httpx.post(f"{service.url}/reports", params={"seconds": 3}, timeout=10).json()["task_id"]
         page.wait_for_selector(f"#task-{report_id}", timeout=30_000)
         seen: set[float] = set()

@@ -1,6 +1,10 @@
 """The dashboard's event stream: small, coalesced row updates, never the whole state.
 
-Task events are collected for WINDOW seconds after the first one arrives, then ONE server-sent
+Every connection (and every reconnection of the browser's EventSource) starts with a snapshot
+of the client's page, read after subscribing: whatever happened between the page's render and the
+connection (a task created meanwhile, a row that finished while the network was down) is shown,
+and the stream's idea of which rows the client holds is exactly what it was sent. After that,
+task events are collected for WINDOW seconds after the first one arrives, then ONE server-sent
 event carries the changed rows of the client's page (rendered `<tr>` fragments that htmx swaps
 out of band by their stable id `task-<id>`). On the first page, when tasks enter or leave it, the
 page's rows are sent as one `<tbody>` (bounded by the page size). A subscriber whose queue
@@ -88,7 +92,9 @@ class RowStream:
         async with self._bus.subscribe() as queue:
             stopping = asyncio.ensure_future(self._stop.wait())
             try:
-                self._known = await self._page_ids()
+                snapshot = await self._snapshot()
+                if snapshot is not None:
+                    yield snapshot
                 while not self._stop.is_set():
                     collected = await self._collect(queue, stopping)
                     if collected is None:
@@ -131,6 +137,22 @@ class RowStream:
             changed[event.task_id] = event  # the latest event of a task wins
         return changed, overflowed
 
+    async def _snapshot(self) -> ServerSentEvent | None:
+        """The client's page as it is now: the first page whole, a later page's own rows in place."""
+        await self._flushed()
+        view = self._view
+        page = await self._service.list_page(view.task_filter, limit=view.limit, offset=view.offset, count=False)
+        self._known = [row.id for row in page.rows]
+        rows = [overlay(row, None) for row in page.rows]
+        html = self._render(rows, True) if view.offset == 0 else (self._render(rows, False) if rows else "")
+        return ServerSentEvent(event="rows", raw_data=html) if html else None
+
+    async def _flushed(self) -> None:
+        """Let this instance's queued writes land first (bounded: a slow database delays, never blocks)."""
+        if self._flush is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush(), FLUSH_WAIT)
+
     async def _message(self, changed: dict[str, TaskEvent], overflowed: bool) -> ServerSentEvent | None:
         if overflowed:
             # Events were dropped: rows may be stale; the client reloads its table once.
@@ -139,9 +161,7 @@ class RowStream:
             return ServerSentEvent(event="resync", data="resync")
         for task_id, (event, _) in self._carried.items():
             changed.setdefault(task_id, event)
-        if self._flush is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush(), FLUSH_WAIT)
+        await self._flushed()
         if self._view.offset == 0:
             html = await self._first_page(changed)
         else:
