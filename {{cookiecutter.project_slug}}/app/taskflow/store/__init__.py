@@ -56,7 +56,7 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self.database.serialised(), self.database.write_engine.begin() as connection:
+        with self.database.serialised_writes(), self.database.write_engine.begin() as connection:
             yield connection
 
     @contextmanager
@@ -73,7 +73,7 @@ class Store:
             return operation(connection)
 
     def create_tables(self) -> None:
-        with self.database.serialised():
+        with self.database.serialised_writes():
             TASKS.metadata.create_all(self.database.write_engine, tables=TASKFLOW_TABLES)
 
     def dispose(self) -> None:
@@ -91,8 +91,8 @@ class Store:
             session.execute(insert(TASKS).values(**row))
             return
         try:
-            with self.writing() as connection:
-                self.statements.run(self.statements.insert_task, connection, [row])
+            statement = self.statements.insert_task
+            self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
         except IntegrityError:
             key = row.get("idempotency_key")
             existing = key and self.read(lambda c: queries.find_by_idempotency_key(c, key))
