@@ -64,6 +64,29 @@ async def test_a_duplicate_idempotency_key_returns_the_first_id_and_runs_nothing
     assert runs == ["order-1"]
 
 
+async def test_an_idempotency_key_taken_between_lookup_and_insert_still_returns_the_first_id(
+    make_manager, monkeypatch
+) -> None:
+    # Two requests with one key, both past the lookup: the database's unique index decides, the
+    # loser gets the winner's id, and the write connection is left ready for the next enqueue.
+    manager = make_manager()
+
+    @manager.task(persist=True)
+    def charge(order: str) -> None:
+        return None
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        first = tasks.options(idempotency_key="order-2").add_task(charge, "order-2")
+        monkeypatch.setattr(manager.store, "find_by_idempotency_key", lambda key: None)  # the race
+        second = tasks.options(idempotency_key="order-2").add_task(charge, "order-2")
+        other = tasks.add_task(charge, "order-3")
+        await tasks()
+        await wait_for_status(manager, other, TaskStatus.SUCCESS)
+        await manager.wait_idle()
+    assert second == first != other
+
+
 async def test_a_delayed_task_does_not_run_before_its_time(make_manager) -> None:
     manager = make_manager()
     ran_at: list[datetime] = []
