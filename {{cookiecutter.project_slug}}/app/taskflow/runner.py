@@ -163,6 +163,7 @@ class Runner:
     # -- running --------------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        worker = asyncio.current_task()  # asked once: each ask costs a system call
         while True:
             job = await self._queue.get()
             # A job leaves _waiting only once it runs (or may not), so `active` never dips to
@@ -170,7 +171,7 @@ class Runner:
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
             try:
-                await self._execute(job)
+                await self._execute(job, worker)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the runner's own bug must not kill a worker
@@ -179,7 +180,7 @@ class Runner:
                 if not self._running:
                     self._idle.set()
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job, worker: asyncio.Task[Any] | None) -> None:
         try:
             attempt = await self._writer.claim(job.task_id)
         finally:
@@ -199,7 +200,7 @@ class Runner:
             args, kwargs = spec.signature.load(spec.name, job.arguments)
             # The task runs inline in this worker (no task per job: it costs more than a no-op
             # task itself); cancelling one task cancels the worker while it awaits the task.
-            running.task = asyncio.current_task()
+            running.task = worker
             result = await self._invoke(spec, args, kwargs, context)
         except asyncio.CancelledError:
             if not running.cancelled_by_user:
