@@ -3,7 +3,8 @@
 In-process by default. With a Redis URL, events are also published on a Redis channel and
 events from other instances are received from it, so a dashboard on one instance sees tasks
 that run on another. Subscribers get bounded queues that drop on overflow: an event is a
-hint to refresh a row, and the database stays the source of truth.
+hint to refresh a row, and the database stays the source of truth. Drops are counted per
+subscriber (so a subscriber knows it must re-read) and in total (for the Prometheus metrics).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class EventBus:
 
     def __init__(self, *, queue_size: int = 1024) -> None:
         self._queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[TaskEvent]] = set()
+        # Each subscriber's queue and how many events it dropped because it was full.
+        self._subscribers: dict[asyncio.Queue[TaskEvent], int] = {}
+        self.dropped_total = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: RedisBridge | None = None
 
@@ -59,6 +62,10 @@ class EventBus:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+    def dropped(self, queue: asyncio.Queue[TaskEvent]) -> int:
+        """Events this subscriber's queue dropped so far (it was full)."""
+        return self._subscribers.get(queue, 0)
 
     @property
     def listening(self) -> bool:
@@ -76,19 +83,22 @@ class EventBus:
         if not self._subscribers and (not forward or self._redis is None):
             return
         for queue in self._subscribers:
-            with contextlib.suppress(asyncio.QueueFull):
+            try:
                 queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._subscribers[queue] += 1
+                self.dropped_total += 1
         if forward and self._redis is not None:
             self._redis.send(event)
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[TaskEvent]]:
         queue: asyncio.Queue[TaskEvent] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = 0
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
 
 class RedisBridge:

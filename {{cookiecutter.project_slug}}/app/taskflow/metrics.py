@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .events import EventBus
 from .models import TaskStatus, utcnow
 from .store import Store, queries
 
@@ -160,10 +161,11 @@ class Insights:
 class TaskflowCollector(Collector):
     """Prometheus view of the snapshot; registered on a registry of its own, never the global one."""
 
-    def __init__(self, insights: Insights) -> None:
+    def __init__(self, insights: Insights, events: EventBus | None = None) -> None:
         self._insights = insights
+        self._events = events
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         snapshot = self._insights.snapshot()
         tasks = GaugeMetricFamily("taskflow_tasks", "Tasks in the store by status.", labels=["status"])
         for status, count in snapshot.counts.items():
@@ -187,11 +189,17 @@ class TaskflowCollector(Collector):
             durations.add_metric([stats.name, "0.5"], stats.p50)
             durations.add_metric([stats.name, "0.95"], stats.p95)
         yield durations
+        if self._events is not None:
+            yield CounterMetricFamily(
+                "taskflow_live_events_dropped",
+                "Live task events dropped because a subscriber (a dashboard's stream) fell behind.",
+                value=self._events.dropped_total,
+            )
 
 
-def prometheus_registry(insights: Insights) -> CollectorRegistry:
+def prometheus_registry(insights: Insights, events: EventBus | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TaskflowCollector(insights))
+    registry.register(TaskflowCollector(insights, events))
     return registry
 
 

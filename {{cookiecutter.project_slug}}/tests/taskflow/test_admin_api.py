@@ -160,6 +160,8 @@ async def test_prometheus_metrics_are_in_the_text_format(make_manager, make_app,
     assert samples[(("status", "success"),)] == 1
     quantiles = {s.labels["quantile"] for s in families["taskflow_task_duration_seconds"].samples}
     assert quantiles == {"0.5", "0.95"}
+    assert families["taskflow_live_events_dropped"].type == "counter"
+    assert [s.value for s in families["taskflow_live_events_dropped"].samples] == [0.0]
 
 
 async def test_registry_lists_tasks_with_their_effective_policy(make_manager, make_app, client_for) -> None:

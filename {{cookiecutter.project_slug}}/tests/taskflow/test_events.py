@@ -33,10 +33,14 @@ async def test_subscribers_receive_the_transitions_of_a_task(make_manager) -> No
 async def test_a_slow_subscriber_drops_events_instead_of_growing_without_bound() -> None:
     bus = EventBus(queue_size=5)
     bus.bind(asyncio.get_running_loop())
-    async with bus.subscribe() as queue:
+    async with bus.subscribe() as slow, bus.subscribe() as keeping_up:
         for n in range(100):
             bus.publish(TaskEvent(task_id=str(n), name="x", status="running"))
-        assert queue.qsize() == 5
+            if keeping_up.qsize():
+                keeping_up.get_nowait()
+        assert slow.qsize() == 5
+        # Every drop is counted, per subscriber and in total: a stream knows when to re-read.
+        assert (bus.dropped(slow), bus.dropped(keeping_up), bus.dropped_total) == (95, 0, 95)
     assert bus.subscriber_count == 0
 
 

@@ -86,6 +86,7 @@ class RowStream:
         self._flush = flush
         self._known: list[str] = []
         self._carried: dict[str, tuple[TaskEvent, int]] = {}
+        self._drops_seen = 0
 
     async def events(self) -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="taskflow live rows", retry=RETRY_MS)
@@ -110,20 +111,16 @@ class RowStream:
     ) -> tuple[dict[str, TaskEvent], bool] | None:
         """Wait for a first event (or shutdown), let the window fill, then take everything queued.
 
-        Returns (latest event per task, whether the queue was full: events may have been dropped).
+        Returns (latest event per task, whether the queue dropped events since the last window).
         """
         getting = asyncio.ensure_future(queue.get())
         # Tasks carried from the last window are looked up again after one window, events or not.
         timeout = self._window if self._carried else None
         await asyncio.wait({getting, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         changed: dict[str, TaskEvent] = {}
-        # The bus drops events only when a queue is full, and only this loop takes from it: a queue
-        # that was full when we took the first event, or is full before the drain, may have lost some.
-        overflowed = False
         if getting.done():
             event = getting.result()
             changed[event.task_id] = event
-            overflowed = queue.maxsize > 0 and queue.qsize() >= queue.maxsize - 1
         else:
             getting.cancel()
         if self._stop.is_set():
@@ -131,10 +128,12 @@ class RowStream:
         await asyncio.wait({stopping}, timeout=self._window)  # the coalescing window, cut short by shutdown
         if self._stop.is_set():
             return None
-        overflowed = overflowed or queue.full()
         while not queue.empty():
             event = queue.get_nowait()
             changed[event.task_id] = event  # the latest event of a task wins
+        # Drops after this point are seen at the next window.
+        dropped = self._bus.dropped(queue)
+        overflowed, self._drops_seen = dropped > self._drops_seen, dropped
         return changed, overflowed
 
     async def _snapshot(self) -> ServerSentEvent | None:
