@@ -168,13 +168,12 @@ async def measure_events(app: FastAPI, manager: TaskManager, path: Path, *, seco
 
     async def client() -> None:
         async for message in stream.events():
-            connected.set()  # the first message (the retry: line) comes as the stream subscribes
             if message.event is not None:
                 received.append((time.perf_counter(), len(message.raw_data or message.data or "")))
+                connected.set()  # the first event is the page's snapshot, sent once subscribed
 
     consumer = asyncio.create_task(client())
     await connected.wait()
-    await asyncio.sleep(0.1)  # let it read its page before the load starts
     published = 0
     began = time.perf_counter()
     while (elapsed := time.perf_counter() - began) < seconds:
@@ -188,7 +187,8 @@ async def measure_events(app: FastAPI, manager: TaskManager, path: Path, *, seco
     await asyncio.sleep(0.6)  # the last window
     stop.set()
     await asyncio.wait_for(consumer, 5)
-    during = [size for at, size in received if at <= began + duration]  # not the drain afterwards
+    # Neither the snapshot before the load nor the drain after it.
+    during = [size for at, size in received if began <= at <= began + duration]
     sizes = [size for _, size in received]
     return {
         "published_per_second": published / duration,
