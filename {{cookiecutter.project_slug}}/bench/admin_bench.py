@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -205,9 +206,17 @@ def build(path: Path) -> tuple[FastAPI, TaskManager]:
     return app, manager
 
 
-async def run(rows: int, samples: int, keep: Path | None) -> None:
+def run(rows: int, samples: int, keep: Path | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="admin-bench-"))
     path = keep or folder / "tasks.db"
+    try:
+        asyncio.run(run_in(path, rows, samples))
+        print(f"database: {path.name} ({path.stat().st_size / 2**20:.0f} MiB)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # hundreds of MiB: only a --keep file stays
+
+
+async def run_in(path: Path, rows: int, samples: int) -> None:
     app, manager = build(path)
     stages = [size for size in (10_000, 100_000, 1_000_000) if size < rows] + [rows]
     results: list[tuple[int, float, dict[str, tuple[float, float, str]]]] = []
@@ -232,7 +241,6 @@ async def run(rows: int, samples: int, keep: Path | None) -> None:
     print(f"events published: {events['published_per_second']:.0f}/s")
     print(f"stream messages to one client: {events['messages_per_second']:.2f}/s (target <= 4)")
     print(f"message size: mean {events['mean_message_bytes']:.0f} B, max {events['max_message_bytes']:.0f} B")
-    print(f"database: {path} ({path.stat().st_size / 2**20:.0f} MiB)")
 
 
 def main() -> None:
@@ -242,7 +250,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="fill this SQLite file instead of a temporary one")
     arguments = parser.parse_args()
     random.seed(7)
-    asyncio.run(run(arguments.rows, arguments.samples, arguments.keep))
+    run(arguments.rows, arguments.samples, arguments.keep)
 
 
 if __name__ == "__main__":
