@@ -99,10 +99,9 @@ async def make_tasks(manager: Any, ok: Any, count: int) -> list[str]:
     return ids
 
 
-async def connected(messages: list[Any]) -> list[Any]:
-    """Wait for the snapshot every connection starts with; return the messages that follow it."""
+async def connected(messages: list[Any]) -> None:
+    """Wait for the snapshot every connection starts with."""
     await until(lambda: any(m.event == "rows" for m in messages))
-    return messages[messages.index(next(m for m in messages if m.event == "rows")) + 1 :]
 
 
 def row_ids(html: str) -> list[str]:

@@ -139,12 +139,13 @@ class RowStream:
     async def _snapshot(self) -> ServerSentEvent | None:
         """The client's page as it is now: the first page whole, a later page's own rows in place."""
         await self._flushed()
-        view = self._view
-        page = await self._service.list_page(view.task_filter, limit=view.limit, offset=view.offset, count=False)
-        self._known = [row.id for row in page.rows]
-        rows = [overlay(row, None) for row in page.rows]
-        html = self._render(rows, True) if view.offset == 0 else (self._render(rows, False) if rows else "")
-        return ServerSentEvent(event="rows", raw_data=html) if html else None
+        page = await self._page_rows()
+        self._known = [row.id for row in page]
+        rows = [overlay(row, None) for row in page]
+        first_page = self._view.offset == 0
+        if not rows and not first_page:
+            return None  # a later page with no rows: nothing to update in place
+        return ServerSentEvent(event="rows", raw_data=self._render(rows, first_page))
 
     async def _flushed(self) -> None:
         """Let this instance's queued writes land first (bounded: a slow database delays, never blocks)."""
@@ -156,7 +157,7 @@ class RowStream:
         if overflowed:
             # Events were dropped: rows may be stale; the client reloads its table once.
             self._carried.clear()
-            self._known = await self._page_ids()
+            self._known = [row.id for row in await self._page_rows()]
             return ServerSentEvent(event="resync", data="resync")
         for task_id, (event, _) in self._carried.items():
             changed.setdefault(task_id, event)
@@ -168,18 +169,19 @@ class RowStream:
         return ServerSentEvent(event="rows", raw_data=html) if html else None
 
     async def _first_page(self, changed: dict[str, TaskEvent]) -> str:
-        page = await self._service.list_page(self._view.task_filter, limit=self._view.limit, offset=0, count=False)
-        ids = [row.id for row in page.rows]
+        page = await self._page_rows()
+        ids = [row.id for row in page]
         await self._carry_missing(changed, set(ids))
         if ids != self._known:
             self._known = ids
-            return self._render([overlay(row, changed.get(row.id)) for row in page.rows], True)
-        rows = [overlay(row, changed[row.id]) for row in page.rows if row.id in changed]
+            return self._render([overlay(row, changed.get(row.id)) for row in page], True)
+        rows = [overlay(row, changed[row.id]) for row in page if row.id in changed]
         return self._render(rows, False) if rows else ""
 
     async def _in_place(self, changed: dict[str, TaskEvent]) -> str:
         """Later pages never move under the reader: only their own rows are updated."""
-        wanted = [task_id for task_id in changed if task_id in set(self._known)]
+        known = set(self._known)
+        wanted = [task_id for task_id in changed if task_id in known]
         rows = await self._service.rows(wanted) if wanted else []
         return self._render([overlay(row, changed[row.id]) for row in rows], False) if rows else ""
 
@@ -196,10 +198,11 @@ class RowStream:
                 carried[task_id] = (changed[task_id], tries)
         self._carried = carried
 
-    async def _page_ids(self) -> list[str]:
+    async def _page_rows(self) -> list[Any]:
+        """The rows of the client's page as they are in the database now."""
         view = self._view
         page = await self._service.list_page(view.task_filter, limit=view.limit, offset=view.offset, count=False)
-        return [row.id for row in page.rows]
+        return list(page.rows)
 
 
 @router.get("/dashboard/events", response_class=EventSourceResponse, name="taskflow_events")
