@@ -7,7 +7,7 @@ to the manager's runner, which runs them concurrently (they do not wait for each
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,4 +103,12 @@ class _OptionsView:
 
 
 def new_task_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text: what `str(uuid.uuid4())` gives, at half its cost.
+
+    Called once per enqueue; most of uuid4's time goes into building the UUID object.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

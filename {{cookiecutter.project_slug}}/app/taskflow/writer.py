@@ -162,13 +162,17 @@ class Writer:
             due_before = float("inf") if self._force else now - self._hold
             self._force = False
             next_due: float | None = None
-            for task_id, (row, since) in list(self._held.items()):
-                if since <= due_before:
-                    # Written while still pending or running, so the dashboard shows it.
-                    batch.inserts.append(row)
-                    del self._held[task_id]
-                elif next_due is None or since < next_due:
+            due: list[str] = []
+            # Rows are held in arrival order, so the due ones come first: stop at the first that
+            # is not (a backlog of thousands is not walked at every flush).
+            for task_id, (_row, since) in self._held.items():
+                if since > due_before:
                     next_due = since
+                    break
+                due.append(task_id)
+            for task_id in due:
+                # Written while still pending or running, so the dashboard shows it.
+                batch.inserts.append(self._held.pop(task_id)[0])
             batch.progress = list(self._progress.values())
             self._progress = {}
             waiters, self._claim_waiters = self._claim_waiters, {}

@@ -181,3 +181,17 @@ async def test_a_failing_task_does_not_stop_the_next_one(make_manager, make_app,
         await wait_for_status(manager, fine_id, TaskStatus.SUCCESS)
     assert failed.error_type == "RuntimeError"
     assert "boom" in failed.error_message
+
+
+def test_task_ids_are_random_uuid4_strings_in_canonical_form() -> None:
+    import uuid
+
+    from app.taskflow.background import new_task_id
+
+    ids = {new_task_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for task_id in ids:
+        parsed = uuid.UUID(task_id)
+        assert str(parsed) == task_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

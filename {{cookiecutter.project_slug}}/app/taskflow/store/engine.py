@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
+
+logger = logging.getLogger("taskflow.store")
 
 
 class Database:
@@ -88,6 +92,77 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
+class WALCheckpointer:
+    """Copies the WAL back into the database file on a thread of its own, never in a commit.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold, with two
+    fsyncs, on whatever thread committed: the event loop, for a persisted enqueue. Our write
+    connection turns it off and counts commits instead; every `every_commits` a short-lived
+    thread checkpoints on a connection of its own. One runs at a time.
+
+    The WAL file starts over from its beginning only when a write begins after a checkpoint
+    that caught up with every frame; under a steady stream of commits a checkpoint running
+    beside them never does, and the file would grow without end. So the bulk is copied while
+    requests go on committing (PASSIVE waits for no one), and a last round, with this process's
+    writes held back, copies the few frames committed meanwhile.
+    """
+
+    def __init__(
+        self, path: str, hold_writes: Callable[[], AbstractContextManager[Any]], *, every_commits: int = 100
+    ) -> None:
+        self._path = path
+        self._hold_writes = hold_writes
+        self._every = every_commits
+        self._commits = 0  # approximate across threads, which is all a trigger needs
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._connection: sqlite3.Connection | None = None
+        #: Checkpoints run so far (tests and diagnostics).
+        self.runs = 0
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= self._every:
+            self.start()
+
+    def start(self) -> None:
+        """Checkpoint now on a new thread, unless one is running already."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._commits = 0
+            self._thread = threading.Thread(target=self._checkpoint, name="taskflow-checkpoint", daemon=True)
+            self._thread.start()
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            if not self._round(self._connection):
+                with self._hold_writes():
+                    self._round(self._connection)
+            self.runs += 1
+        except sqlite3.Error as error:
+            # The WAL keeps every commit; the next checkpoint copies what this one could not.
+            logger.warning("taskflow: WAL checkpoint of %s failed (retried later): %s", self._path, error)
+
+    @staticmethod
+    def _round(connection: sqlite3.Connection) -> bool:
+        """One PASSIVE checkpoint; True if another connection's checkpoint was in the way."""
+        [(busy, _frames, _copied)] = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return bool(busy)
+
+    def close(self) -> None:
+        """Wait for a running checkpoint and close its connection (a later commit reopens it)."""
+        with self._lock:
+            thread = self._thread
+            if thread is not None:
+                thread.join()
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
 class SQLiteDatabase(Database):
     """A SQLite file: one write connection per process, taken in turn, and pooled readers.
 
@@ -104,13 +179,20 @@ class SQLiteDatabase(Database):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30}, poolclass=StaticPool)
         self._driver_connection: Any = None
+        self.checkpointer = WALCheckpointer(str(self.url.database), self.serialised_writes)
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
             dbapi_connection.isolation_level = None
             _sqlite_pragmas(dbapi_connection)
+            # Checkpoints run on the checkpointer's thread, not inside our commits.
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
             self._driver_connection = dbapi_connection
+
+        @event.listens_for(engine, "commit")
+        def _commit(_connection: Any) -> None:
+            self.checkpointer.committed()
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
@@ -134,6 +216,7 @@ class SQLiteDatabase(Database):
                 try:
                     driver.execute(sql, params)
                     driver.execute("COMMIT")
+                    self.checkpointer.committed()
                 except BaseException:
                     if driver.in_transaction:
                         driver.execute("ROLLBACK")
@@ -144,6 +227,7 @@ class SQLiteDatabase(Database):
 
     def dispose(self) -> None:
         # The one write connection may be in use by another thread: close it between writes.
+        self.checkpointer.close()
         with self.serialised_writes():
             self._driver_connection = None
             super().dispose()
