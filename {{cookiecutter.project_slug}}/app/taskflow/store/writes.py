@@ -6,12 +6,13 @@ Every write of a running attempt names the row, the owner and the attempt number
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskRecord, TaskStatus, UTCDateTime
@@ -92,6 +93,12 @@ class Statements:
         self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect, time_binds=times)
         self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect, time_binds=times)
         self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect, time_binds=times)
+        # Claims name many ids in one statement: a JSON array on SQLite, an array on PostgreSQL.
+        self._ids_as_json = dialect.name == "sqlite"
+        self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
+
+    def claim_ids(self, task_ids: list[str]) -> Any:
+        return json.dumps(task_ids) if self._ids_as_json else task_ids
 
     def run(self, statement: HotStatement, connection: Connection, rows: list[dict[str, Any]]) -> int:
         return statement.execute(connection, rows, self.encode_time)
@@ -142,7 +149,7 @@ def apply_batch(
     if batch.finishes:
         result.rejected = _write_finishes(connection, batch.finishes, statements, owner=owner, now=now)
     if batch.claims:
-        result.claimed = claim(connection, batch.claims, owner=owner, now=now)
+        result.claimed = claim(connection, batch.claims, statements, owner=owner, now=now)
     return result
 
 
@@ -177,30 +184,42 @@ def _already(connection: Connection, finish: Finish, owner: str) -> bool:
     return row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"]
 
 
-def claim(connection: Connection, task_ids: list[str], *, owner: str, now: datetime) -> dict[str, int]:
+def _claim(ids_as_json: bool) -> Any:
+    """PENDING -> RUNNING for the named rows this owner holds (bind `ids`), returning their attempt."""
+    if ids_as_json:
+        named = TASKS.c.id.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids"))))
+    else:
+        named = TASKS.c.id == func.any(bindparam("ids"))
+    return (
+        update(TASKS)
+        .where(
+            named,
+            # `status || ''` keeps SQLite from looking rows up by the status index, which
+            # scanned every pending row per claim: 3 ms a claim with 10,000 queued, and
+            # growing with the backlog. By primary key it is a few lookups.
+            TASKS.c.status.concat("") == TaskStatus.PENDING.value,
+            TASKS.c.owner == bindparam("owner"),
+            TASKS.c.cancel_requested.is_(False),
+        )
+        .values(
+            status=TaskStatus.RUNNING.value,
+            attempt=TASKS.c.attempt + 1,
+            started_at=bindparam("v_now"),
+            updated_at=bindparam("v_now"),
+            next_run_at=None,
+        )
+        .returning(TASKS.c.id, TASKS.c.attempt)
+    )
+
+
+def claim(
+    connection: Connection, task_ids: list[str], statements: Statements, *, owner: str, now: datetime
+) -> dict[str, int]:
     """PENDING -> RUNNING for the rows this owner holds; the only way into RUNNING."""
     claimed: dict[str, int] = {}
+    statement = statements.claim
     for start in range(0, len(task_ids), CHUNK):
-        chunk = task_ids[start : start + CHUNK]
-        statement = (
-            update(TASKS)
-            .where(
-                TASKS.c.id.in_(chunk),
-                # `status || ''` keeps SQLite from looking rows up by the status index, which
-                # scanned every pending row per claim: 3 ms a claim with 10,000 queued, and
-                # growing with the backlog. By primary key it is a few lookups.
-                TASKS.c.status.concat("") == TaskStatus.PENDING.value,
-                TASKS.c.owner == owner,
-                TASKS.c.cancel_requested.is_(False),
-            )
-            .values(
-                status=TaskStatus.RUNNING.value,
-                attempt=TASKS.c.attempt + 1,
-                started_at=now,
-                updated_at=now,
-                next_run_at=None,
-            )
-            .returning(TASKS.c.id, TASKS.c.attempt)
-        )
-        claimed.update({row.id: row.attempt for row in connection.execute(statement)})
+        values = {"ids": statements.claim_ids(task_ids[start : start + CHUNK]), "owner": owner, "v_now": now}
+        rows = connection.exec_driver_sql(statement.sql, statement.params(values, statements.encode_time))
+        claimed.update((task_id, attempt) for task_id, attempt in rows)
     return claimed
