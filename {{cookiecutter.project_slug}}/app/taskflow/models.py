@@ -65,9 +65,9 @@ class TaskRecord(SQLModel, table=True):
         Index("ix_taskflow_tasks_created", "created_at"),
         Index("ix_taskflow_tasks_status_created", "status", "created_at"),
         Index("ix_taskflow_tasks_name_created", "name", "created_at"),
-        # Recovery scans active rows by lease; heartbeats and cancel checks also start from the
-        # (few) active rows, so no owner index is kept: one index less to update per write.
-        Index("ix_taskflow_tasks_status_lease", "status", "lease_expires_at"),
+        # Recovery, heartbeats and cancel checks start from the (few) active rows through the
+        # status index above and filter by lease or owner there: no index of their own, so an
+        # enqueue writes one b-tree less and a heartbeat moves no index entries at all.
         # Most tasks have neither: partial indexes skip them, so a plain insert touches two
         # b-trees fewer (each is one more page to write at every commit).
         Index(
@@ -151,5 +151,8 @@ class AuditEntry(SQLModel, table=True):
     task_id: str | None = Field(default=None, max_length=36, index=True)
     detail: str | None = Field(default=None, sa_column=Column(Text))
 
+
+# Indexes earlier versions created that are gone from the models above; create_tables drops them.
+RETIRED_INDEXES = ("ix_taskflow_tasks_status_lease",)
 
 TASKFLOW_TABLES = [TaskRecord.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]

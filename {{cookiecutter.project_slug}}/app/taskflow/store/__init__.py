@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, update
+from sqlalchemy import Index, insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import DropIndex
 from sqlmodel import Session
 
-from ..models import TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
+from ..models import RETIRED_INDEXES, TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
 from . import leases, queries
 from .engine import Database, open_database
 from .queries import TaskFilter
@@ -75,6 +76,11 @@ class Store:
     def create_tables(self) -> None:
         with self.database.serialised_writes():
             TASKS.metadata.create_all(self.database.write_engine, tables=TASKFLOW_TABLES)
+            with self.database.write_engine.begin() as connection:
+                for name in RETIRED_INDEXES:
+                    # An index no query uses still costs every write: a database made by an
+                    # earlier version loses it here.
+                    connection.execute(DropIndex(Index(name), if_exists=True))
 
     def dispose(self) -> None:
         self.database.dispose()
