@@ -50,13 +50,16 @@ class EnqueueOptions:
         return None
 
 
+NO_OPTIONS = EnqueueOptions()
+
+
 class ManagedBackgroundTasks(BackgroundTasks):
     """Drop-in for FastAPI's BackgroundTasks: `add_task(func, *args, **kwargs) -> task_id`."""
 
     def __init__(self, task_manager: TaskManager, options: EnqueueOptions | None = None) -> None:
         super().__init__()
         self.task_manager = task_manager
-        self._options = options or EnqueueOptions()
+        self._options = options or NO_OPTIONS
         self._task_ids: dict[str, None] = {}  # ordered, and a duplicate id is stored once
 
     def options(

@@ -31,7 +31,9 @@ class TaskContext:
     progress_message: str | None = None
     logs: list[dict[str, str]] = field(default_factory=list, repr=False)
     dropped_logs: int = 0
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Set on the event loop, read by the task's thread: a plain attribute is enough (nobody
+    # waits on it), and a threading.Event per task cost more than a no-op task's own run.
+    _cancel_requested: bool = field(default=False, repr=False)
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress (`done` of `total`, with an optional message); shown live in the dashboard."""
@@ -43,15 +45,15 @@ class TaskContext:
     @property
     def cancelled(self) -> bool:
         """True once someone asked to cancel this task; sync tasks should check it and stop."""
-        return self._cancel.is_set()
+        return self._cancel_requested
 
     def check_cancelled(self) -> None:
         """Raise TaskCancelled if the task was cancelled: call it between steps of a sync task."""
-        if self._cancel.is_set():
+        if self._cancel_requested:
             raise TaskCancelled(f"task {self.task_id} was cancelled")
 
     def request_cancel(self) -> None:
-        self._cancel.set()
+        self._cancel_requested = True
 
     def add_log(self, at: datetime, level: str, logger: str, message: str) -> None:
         if len(self.logs) >= MAX_LOG_RECORDS:

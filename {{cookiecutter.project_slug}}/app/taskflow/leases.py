@@ -109,8 +109,8 @@ class LeaseKeeper:
         self._recover_now = asyncio.Event()
         self._outage = _Outage()
 
-    def lease_until(self) -> datetime:
-        return utcnow() + self._lease
+    def lease_until(self, now: datetime | None = None) -> datetime:
+        return (now or utcnow()) + self._lease
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="taskflow-leases")

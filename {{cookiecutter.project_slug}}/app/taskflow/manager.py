@@ -15,7 +15,7 @@ from fastapi import BackgroundTasks, FastAPI
 
 from . import arguments as argument_codec
 from ._loops import call_in_loop
-from .background import EnqueueOptions, ManagedBackgroundTasks, new_task_id
+from .background import NO_OPTIONS, EnqueueOptions, ManagedBackgroundTasks, new_task_id
 from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
 from .leases import new_owner_id
@@ -163,10 +163,10 @@ class TaskManager:
         """Record a task and return its id. With handoff=False the caller hands it over later
         (ManagedBackgroundTasks does, after the response)."""
         runtime = self._require_runtime()
-        options = options or EnqueueOptions()
+        options = options or NO_OPTIONS
         spec = self.registry.for_function(func)
         plain = spec.signature.dump(spec.name, args, kwargs or {})
-        not_before = options.not_before()
+        not_before = None if options.delay is None and options.eta is None else options.not_before()
         key = options.idempotency_key
         if key is not None:
             existing = self.store.find_by_idempotency_key(key)
@@ -203,12 +203,12 @@ class TaskManager:
             **_EMPTY_ROW,
             "id": task_id,
             "name": spec.name,
-            "status": TaskStatus.PENDING.value,
+            "status": _PENDING,
             "arguments": arguments,
             "persist": spec.persist,
             "max_attempts": spec.policy.retries + 1,
             "owner": self.owner,
-            "lease_expires_at": runtime.leases.lease_until(),
+            "lease_expires_at": runtime.leases.lease_until(now),
             "created_at": now,
             "updated_at": now,
             **extra,
@@ -221,10 +221,8 @@ class TaskManager:
             return
         with self._unhanded_lock:
             jobs = [entry[0] for task_id in task_ids if (entry := self._unhanded.pop(task_id, None)) is not None]
-        if not jobs:
-            return
-        for job in jobs:
-            call_in_loop(runtime.loop, runtime.runner.submit, job)
+        if jobs:
+            call_in_loop(runtime.loop, runtime.runner.submit_all, jobs)
 
     def _require_runtime(self) -> Runtime:
         if self._runtime is None:
@@ -384,6 +382,8 @@ class TaskManager:
         with self._unhanded_lock:
             return [task_id for task_id, (_, added) in self._unhanded.items() if added < limit]
 
+
+_PENDING = TaskStatus.PENDING.value
 
 _EMPTY_ROW: dict[str, Any] = {
     "idempotency_key": None,

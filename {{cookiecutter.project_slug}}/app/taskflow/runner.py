@@ -137,6 +137,10 @@ class Runner:
         else:
             self._queue.put_nowait(job)
 
+    def submit_all(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self.submit(job)
+
     def _release_timer(self, job: Job) -> None:
         self._timers.pop(job.task_id, None)
         if not self._stopping:
@@ -182,7 +186,10 @@ class Runner:
 
     async def _execute(self, job: Job, worker: asyncio.Task[Any] | None) -> None:
         try:
-            attempt = await self._writer.claim(job.task_id)
+            # A row still held by the writer is claimed at once; a written one by the database.
+            attempt = self._writer.claim_held(job.task_id)
+            if attempt is None:
+                attempt = await self._writer.claim(job.task_id)
         finally:
             if self._waiting.get(job.task_id) is job:
                 del self._waiting[job.task_id]

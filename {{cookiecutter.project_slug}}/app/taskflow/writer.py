@@ -24,6 +24,10 @@ from .store import Batch, BatchResult, Finish, Progress, Store
 
 logger = logging.getLogger("taskflow.writer")
 
+# Read per task: an enum member's .value is a descriptor call each time.
+_PENDING = TaskStatus.PENDING.value
+_RUNNING = TaskStatus.RUNNING.value
+
 
 class Writer:
     def __init__(self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.01) -> None:
@@ -102,7 +106,7 @@ class Writer:
     def progress(self, item: Progress) -> None:
         with self._lock:
             held = self._held.get(item.task_id)
-            if held is not None and held[0]["status"] == TaskStatus.RUNNING.value:
+            if held is not None and held[0]["status"] == _RUNNING:
                 held[0].update(item.values)
                 return
             self._progress[item.task_id] = item
@@ -113,11 +117,11 @@ class Writer:
             self._progress.pop(item.task_id, None)
             held = self._held.get(item.task_id)
             row = held[0] if held is not None else None
-            if row is not None and row["status"] == TaskStatus.RUNNING.value and row["attempt"] == item.attempt:
+            if row is not None and row["status"] == _RUNNING and row["attempt"] == item.attempt:
                 row.update(item.values, updated_at=utcnow())
                 if item.attempt_row is not None:
                     self._batch.attempt_rows.append(item.attempt_row)
-                if row["status"] != TaskStatus.PENDING.value:
+                if row["status"] != _PENDING:
                     # Finished: the whole life of the task goes in as one INSERT. (A retry stays
                     # held and PENDING; its next claim folds in as well.)
                     del self._held[item.task_id]
@@ -126,19 +130,30 @@ class Writer:
                 self._batch.finishes.append(item)
         self._signal()
 
+    def claim_held(self, task_id: str) -> int | None:
+        """Claim a task whose row is still held (not written yet): its attempt number, at once.
+
+        None when the row is not held: claim() it through the database instead.
+        """
+        with self._lock:
+            held = self._held.get(task_id)
+            if held is None or held[0]["status"] != _PENDING:
+                return None
+            row = held[0]
+            now = utcnow()
+            attempt = row["attempt"] + 1
+            row.update(status=_RUNNING, attempt=attempt, started_at=now, updated_at=now, next_run_at=None)
+            return attempt
+
     def claim(self, task_id: str) -> asyncio.Future[int | None]:
         """Move a task to RUNNING; the future gives the attempt number, or None if it may not run."""
         assert self._loop is not None
         future: asyncio.Future[int | None] = self._loop.create_future()
-        with self._lock:
-            held = self._held.get(task_id)
-            if held is not None and held[0]["status"] == TaskStatus.PENDING.value:
-                row = held[0]
-                now = utcnow()
-                row.update(status=TaskStatus.RUNNING.value, attempt=row["attempt"] + 1, started_at=now, updated_at=now)
-                row["next_run_at"] = None
-                future.set_result(row["attempt"])
-                return future
+        attempt = self.claim_held(task_id)
+        if attempt is not None:
+            future.set_result(attempt)
+            return future
+        with self._lock:  # not held (a row never becomes held again): the database decides
             self._batch.claims.append(task_id)
             self._claim_waiters.setdefault(task_id, []).append(future)
         self._signal(urgent=True)
