@@ -130,6 +130,10 @@ class Writer:
                 self._batch.finishes.append(item)
         self._signal()
 
+    def holds(self, task_id: str) -> bool:
+        """True while the task's row waits here unwritten (its claim will cost nothing)."""
+        return task_id in self._held
+
     def claim_held(self, task_id: str) -> int | None:
         """Claim a task whose row is still held (not written yet): its attempt number, at once.
 
