@@ -41,7 +41,7 @@ MAX_TRACEBACK_CHARS = 20_000
 # a flush per job (with a backlog of tiny tasks the loop and the database otherwise take turns,
 # each idle half the time). Only for tasks that typically finish within AHEAD_BELOW seconds: a
 # job claimed ahead shows RUNNING while it waits for the worker's few jobs before it.
-AHEAD = 4
+AHEAD = 8
 AHEAD_BELOW = 0.002
 
 
