@@ -114,6 +114,8 @@ class Writer:
 
     def finish(self, item: Finish) -> None:
         with self._lock:
+            # The first write into an empty batch wakes the writer; it takes the rest with it.
+            wake = not self._batch
             self._progress.pop(item.task_id, None)
             held = self._held.get(item.task_id)
             row = held[0] if held is not None else None
@@ -128,7 +130,8 @@ class Writer:
                     self._batch.inserts.append(row)
             else:
                 self._batch.finishes.append(item)
-        self._signal()
+        if wake:
+            self._signal()
 
     def holds(self, task_id: str) -> bool:
         """True while the task's row waits here unwritten (its claim will cost nothing)."""
