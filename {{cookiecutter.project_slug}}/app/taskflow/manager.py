@@ -69,7 +69,9 @@ class TaskManager:
         self._store: Store | None = None
         self._runtime: Runtime | None = None
         self._users = 0
-        self._unhanded: dict[str, tuple[Job, float]] = {}
+        # Recorded jobs waiting for their request to hand them over, and since when.
+        self._unhanded: dict[str, Job] = {}
+        self._unhanded_since: dict[str, float] = {}
         self._unhanded_lock = threading.Lock()
         self.shutting_down = asyncio.Event()
 
@@ -187,7 +189,8 @@ class TaskManager:
             runtime.writer.insert(row)
         job = Job(task_id=task_id, spec=spec, arguments=plain, not_before=not_before)
         with self._unhanded_lock:
-            self._unhanded[task_id] = (job, time.monotonic())
+            self._unhanded[task_id] = job
+            self._unhanded_since[task_id] = time.monotonic()
         if self.events.listening:
             self.events.publish(TaskEvent(task_id=task_id, name=spec.name, status=TaskStatus.PENDING.value))
         if handoff:
@@ -220,7 +223,9 @@ class TaskManager:
         if runtime is None:
             return
         with self._unhanded_lock:
-            jobs = [entry[0] for task_id in task_ids if (entry := self._unhanded.pop(task_id, None)) is not None]
+            jobs = [job for task_id in task_ids if (job := self._unhanded.pop(task_id, None)) is not None]
+            for job in jobs:
+                del self._unhanded_since[job.task_id]
         if jobs:
             call_in_loop(runtime.loop, runtime.runner.submit_all, jobs)
 
@@ -317,6 +322,7 @@ class TaskManager:
             runtime.runner.cancel(task_id)
             with self._unhanded_lock:
                 self._unhanded.pop(task_id, None)
+                self._unhanded_since.pop(task_id, None)
             if await asyncio.to_thread(self.store.cancel_pending, task_id):
                 self.events.publish(TaskEvent(task_id=task_id, name=row.name, status=TaskStatus.CANCELLED.value))
                 return CancelOutcome.CANCELLED
@@ -380,7 +386,7 @@ class TaskManager:
     def overdue_handoffs(self) -> list[str]:
         limit = time.monotonic() - self.config.handoff_grace
         with self._unhanded_lock:
-            return [task_id for task_id, (_, added) in self._unhanded.items() if added < limit]
+            return [task_id for task_id, added in self._unhanded_since.items() if added < limit]
 
 
 _PENDING = TaskStatus.PENDING.value

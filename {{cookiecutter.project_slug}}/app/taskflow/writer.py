@@ -44,7 +44,9 @@ class Writer:
         self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
         # New non-persisted rows not written yet, with when they arrived. Their claim, progress
         # and outcome fold into them; they are written once finished, or after `hold_seconds`.
-        self._held: dict[str, tuple[dict[str, Any], float]] = {}
+        self._held: dict[str, dict[str, Any]] = {}
+        # When each held row arrived (apart from the row: no tuple per task for the GC to walk).
+        self._held_since: dict[str, float] = {}
         self._progress: dict[str, Progress] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
@@ -99,15 +101,16 @@ class Writer:
     def insert(self, row: dict[str, Any]) -> None:
         with self._lock:
             first = not self._held
-            self._held[row["id"]] = (row, time.monotonic())
+            self._held[row["id"]] = row
+            self._held_since[row["id"]] = time.monotonic()
         if first:
             self._signal()  # the writer must learn when this row is due
 
     def progress(self, item: Progress) -> None:
         with self._lock:
             held = self._held.get(item.task_id)
-            if held is not None and held[0]["status"] == _RUNNING:
-                held[0].update(item.values)
+            if held is not None and held["status"] == _RUNNING:
+                held.update(item.values)
                 return
             self._progress[item.task_id] = item
         self._signal()
@@ -117,8 +120,7 @@ class Writer:
             # The first write into an empty batch wakes the writer; it takes the rest with it.
             wake = not self._batch
             self._progress.pop(item.task_id, None)
-            held = self._held.get(item.task_id)
-            row = held[0] if held is not None else None
+            row = self._held.get(item.task_id)
             if row is not None and row["status"] == _RUNNING and row["attempt"] == item.attempt:
                 row.update(item.values, updated_at=utcnow())
                 if item.attempt_row is not None:
@@ -126,7 +128,7 @@ class Writer:
                 if row["status"] != _PENDING:
                     # Finished: the whole life of the task goes in as one INSERT. (A retry stays
                     # held and PENDING; its next claim folds in as well.)
-                    del self._held[item.task_id]
+                    del self._held[item.task_id], self._held_since[item.task_id]
                     self._batch.inserts.append(row)
             else:
                 self._batch.finishes.append(item)
@@ -143,10 +145,9 @@ class Writer:
         None when the row is not held: claim() it through the database instead.
         """
         with self._lock:
-            held = self._held.get(task_id)
-            if held is None or held[0]["status"] != _PENDING:
+            row = self._held.get(task_id)
+            if row is None or row["status"] != _PENDING:
                 return None
-            row = held[0]
             now = utcnow()
             attempt = row["attempt"] + 1
             row.update(status=_RUNNING, attempt=attempt, started_at=now, updated_at=now, next_run_at=None)
@@ -187,14 +188,15 @@ class Writer:
             due: list[str] = []
             # Rows are held in arrival order, so the due ones come first: stop at the first that
             # is not (a backlog of thousands is not walked at every flush).
-            for task_id, (_row, since) in self._held.items():
+            for task_id, since in self._held_since.items():
                 if since > due_before:
                     next_due = since
                     break
                 due.append(task_id)
             for task_id in due:
                 # Written while still pending or running, so the dashboard shows it.
-                batch.inserts.append(self._held.pop(task_id)[0])
+                del self._held_since[task_id]
+                batch.inserts.append(self._held.pop(task_id))
             batch.progress = list(self._progress.values())
             self._progress = {}
             waiters, self._claim_waiters = self._claim_waiters, {}
