@@ -103,10 +103,11 @@ class Signature:
 
     def load(self, name: str, stored: JSONArguments) -> tuple[list[Any], dict[str, Any]]:
         """Validate stored JSON values against the type hints; return call-ready args and kwargs."""
+        if self.signature is None or not self.adapters:
+            # Nothing to validate: the call unpacks them, so the stored ones serve as they are.
+            return stored.get("args", []), stored.get("kwargs", {})
         args = list(stored.get("args", []))
         kwargs = dict(stored.get("kwargs", {}))
-        if self.signature is None or not self.adapters:
-            return args, kwargs
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
