@@ -1,6 +1,7 @@
 """Request throughput with a managed no-op task against plain FastAPI BackgroundTasks.
 
     python -m bench.throughput_bench [--requests 3000] [--rounds 5] [--concurrency 16]
+    python -m bench.throughput_bench --per-task     # microseconds per task of each step
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike. For the managed app the clock stops only when every enqueued
@@ -181,14 +182,51 @@ async def drain_rate(count: int, folder: Path) -> None:
         )
 
 
+async def per_task_costs(count: int, rounds: int, folder: Path) -> None:
+    """Microseconds per no-op task in add_task, in the hand-over after the response, and in
+    running and recording it (until its row is written), outside any request; median of rounds."""
+    for persist in (False, True):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'costs-{persist}.db'}")
+        task = manager.task(name="noop", persist=persist)(noop)
+        adds: list[float] = []
+        hand_overs: list[float] = []
+        runs: list[float] = []
+        async with manager.lifespan():
+            for _ in range(rounds):
+                # One ManagedBackgroundTasks per task, as one per request.
+                batches = [ManagedBackgroundTasks(manager) for _ in range(count)]
+                start = time.perf_counter()
+                for tasks in batches:
+                    tasks.add_task(task)
+                added = time.perf_counter()
+                for tasks in batches:
+                    await tasks()
+                handed = time.perf_counter()
+                await manager.wait_idle(timeout=300)
+                done = time.perf_counter()
+                adds.append((added - start) / count * 1e6)
+                hand_overs.append((handed - added) / count * 1e6)
+                runs.append((done - handed) / count * 1e6)
+        manager.store.dispose()
+        label = "persist=True " if persist else "persist=False"
+        print(
+            f"per task {label}: add_task {statistics.median(adds):5.1f} us | hand-over "
+            f"{statistics.median(hand_overs):4.1f} us | run and record {statistics.median(runs):5.1f} us"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--drain", type=int, default=10_000)
+    parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
+        if args.per_task:
+            await per_task_costs(5000, args.rounds, Path(folder))
+            return
         for persist in (False, True):
             await request_throughput(persist, args, Path(folder))
         await floor_throughput(args, Path(folder))
