@@ -86,6 +86,8 @@ class Runner:
         self._idle.set()
         # Typical run time of each task name (seconds, moving average): decides claiming ahead.
         self._typical: dict[str, float] = {}
+        # Workers waiting for the queue (or woken by it and not yet running).
+        self._idle_workers = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -188,7 +190,11 @@ class Runner:
             if ahead:
                 job, claim = ahead.popleft()
             else:
-                job, claim = await self._queue.get(), None
+                self._idle_workers += 1
+                try:
+                    job, claim = await self._queue.get(), None
+                finally:
+                    self._idle_workers -= 1
             try:
                 # A job leaves _waiting only once it runs (or may not), so `active` never dips
                 # to zero while a claim is in flight.
@@ -208,7 +214,13 @@ class Runner:
                     self._idle.set()
 
     def _claims_ahead(self, spec: TaskSpec) -> bool:
-        return self._typical.get(spec.name, AHEAD_BELOW) < AHEAD_BELOW and not self._queue.empty()
+        # Only when every worker is busy: a job an idle (or just woken) worker could start now
+        # must not wait behind this one.
+        return (
+            not self._idle_workers
+            and not self._queue.empty()
+            and self._typical.get(spec.name, AHEAD_BELOW) < AHEAD_BELOW
+        )
 
     def _take_ahead(self, ahead: deque[tuple[Job, asyncio.Future[int | None] | None]]) -> None:
         while len(ahead) < AHEAD and not self._stopping:

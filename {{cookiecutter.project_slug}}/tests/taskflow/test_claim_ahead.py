@@ -118,3 +118,22 @@ async def test_a_task_that_is_not_short_is_never_claimed_ahead(make_manager) -> 
         for task_id in queued:
             await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
     assert statuses == [TaskStatus.PENDING] * 3
+
+
+async def test_no_job_waits_behind_a_busy_worker_while_another_worker_is_free(make_manager) -> None:
+    manager = make_manager(concurrency=2)
+    step, holding, release, _ran = gated_step(manager)
+    async with manager.lifespan():
+        await learn_that_step_is_short(manager, step)
+        tasks = ManagedBackgroundTasks(manager)
+        held = tasks.add_task(step, 1, hold=True)
+        others = [tasks.add_task(step, n) for n in (2, 3)]
+        await tasks()
+        await holding.wait()
+        # One worker holds the first task; the other must run the rest meanwhile, not find
+        # them claimed ahead by the busy one.
+        for task_id in others:
+            await wait_for_status(manager, task_id, TaskStatus.SUCCESS, timeout=10)
+        assert await status(manager, held) == TaskStatus.RUNNING
+        release.set()
+        await wait_for_status(manager, held, TaskStatus.SUCCESS)
