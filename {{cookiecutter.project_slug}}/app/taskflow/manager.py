@@ -28,6 +28,8 @@ from .store import DuplicateTask, Store, open_store
 
 logger = logging.getLogger("taskflow")
 
+_PENDING = TaskStatus.PENDING.value  # read per enqueue: an enum member's .value is a descriptor call
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -388,8 +390,6 @@ class TaskManager:
         with self._unhanded_lock:
             return [task_id for task_id, added in self._unhanded_since.items() if added < limit]
 
-
-_PENDING = TaskStatus.PENDING.value
 
 _EMPTY_ROW: dict[str, Any] = {
     "idempotency_key": None,

@@ -42,10 +42,10 @@ MAX_TRACEBACK_CHARS = 20_000
 # each idle half the time). Only for tasks that typically finish within AHEAD_BELOW seconds: a
 # job claimed ahead shows RUNNING while it waits for the worker's few jobs before it.
 AHEAD = 8
+AHEAD_BELOW = 0.002
 
 # A member's .value is a descriptor call; a dict lookup is a tenth of it (read twice a task).
 _VALUE = {status: status.value for status in TaskStatus}
-AHEAD_BELOW = 0.002
 
 
 @dataclass(eq=False)
@@ -239,7 +239,8 @@ class Runner:
                 return  # ...and nothing waits behind it claimed
 
     async def _settle_dropped(self, job: Job, claim: asyncio.Future[int | None]) -> None:
-        """A job claimed ahead, then cancelled (or dropped by shutdown) before it started."""
+        """A job whose claim was sent before it could start, then cancelled or dropped by the
+        shutdown: a cancelled one whose claim won is recorded CANCELLED (its row says RUNNING)."""
         attempt = await claim
         if attempt is None or not job.cancelled or self._stopping:
             return  # not ours after all, or released as PENDING by the shutdown

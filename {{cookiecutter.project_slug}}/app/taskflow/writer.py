@@ -42,8 +42,8 @@ class Writer:
         self._lock = threading.Lock()
         self._batch = Batch()
         self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
-        # New non-persisted rows not written yet, with when they arrived. Their claim, progress
-        # and outcome fold into them; they are written once finished, or after `hold_seconds`.
+        # New non-persisted rows not written yet. Their claim, progress and outcome fold into
+        # them; they are written once finished, or `hold_seconds` after they arrived.
         self._held: dict[str, dict[str, Any]] = {}
         # When each held row arrived (apart from the row: no tuple per task for the GC to walk).
         self._held_since: dict[str, float] = {}

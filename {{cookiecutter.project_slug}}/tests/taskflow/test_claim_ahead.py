@@ -36,6 +36,20 @@ async def learn_that_step_is_short(manager: TaskManager, step: Callable[..., Any
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
 
 
+async def hold_one_with_two_behind(
+    manager: TaskManager, step: Callable[..., Any], holding: asyncio.Event
+) -> tuple[str, list[str]]:
+    """Once step is known to be short: step(1) holds, step(2) and step(3) queue behind it.
+    Returns when step(1) is running."""
+    await learn_that_step_is_short(manager, step)
+    tasks = ManagedBackgroundTasks(manager)
+    held = tasks.add_task(step, 1, hold=True)
+    behind = [tasks.add_task(step, n) for n in (2, 3)]
+    await tasks()
+    await holding.wait()
+    return held, behind
+
+
 async def status(manager: TaskManager, task_id: str) -> str:
     row = await asyncio.to_thread(manager.store.get, task_id)
     return row.status
@@ -45,13 +59,7 @@ async def test_a_job_claimed_ahead_then_cancelled_is_recorded_cancelled_and_neve
     manager = make_manager(concurrency=1)  # one worker: the backlog queues behind it
     step, holding, release, ran = gated_step(manager)
     async with manager.lifespan():
-        await learn_that_step_is_short(manager, step)
-        tasks = ManagedBackgroundTasks(manager)
-        first = tasks.add_task(step, 1, hold=True)
-        second = tasks.add_task(step, 2)
-        third = tasks.add_task(step, 3)
-        await tasks()
-        await holding.wait()
+        first, (second, third) = await hold_one_with_two_behind(manager, step, holding)
         # While the worker runs the first, its next jobs were claimed ahead.
         await wait_for_status(manager, second, TaskStatus.RUNNING)
         assert await manager.cancel(second) == CancelOutcome.CANCELLING
@@ -69,12 +77,7 @@ async def test_jobs_claimed_ahead_go_back_to_pending_at_shutdown_and_run_after_a
     manager = make_manager(concurrency=1, shutdown_timeout=0.2)
     step, holding, _release, _ran = gated_step(manager)
     async with manager.lifespan():
-        await learn_that_step_is_short(manager, step)
-        tasks = ManagedBackgroundTasks(manager)
-        held = tasks.add_task(step, 1, hold=True)
-        waiting = [tasks.add_task(step, n) for n in (2, 3)]
-        await tasks()
-        await holding.wait()
+        held, waiting = await hold_one_with_two_behind(manager, step, holding)
         for task_id in waiting:
             await wait_for_status(manager, task_id, TaskStatus.RUNNING)
     # Stopped while `held` still ran and the other two were claimed but not started.
@@ -124,12 +127,7 @@ async def test_no_job_waits_behind_a_busy_worker_while_another_worker_is_free(ma
     manager = make_manager(concurrency=2)
     step, holding, release, _ran = gated_step(manager)
     async with manager.lifespan():
-        await learn_that_step_is_short(manager, step)
-        tasks = ManagedBackgroundTasks(manager)
-        held = tasks.add_task(step, 1, hold=True)
-        others = [tasks.add_task(step, n) for n in (2, 3)]
-        await tasks()
-        await holding.wait()
+        held, others = await hold_one_with_two_behind(manager, step, holding)
         # One worker holds the first task; the other must run the rest meanwhile, not find
         # them claimed ahead by the busy one.
         for task_id in others:
