@@ -216,11 +216,11 @@ class Runner:
     def _claims_ahead(self, spec: TaskSpec) -> bool:
         # Only when every worker is busy: a job an idle (or just woken) worker could start now
         # must not wait behind this one.
-        return (
-            not self._idle_workers
-            and not self._queue.empty()
-            and self._typical.get(spec.name, AHEAD_BELOW) < AHEAD_BELOW
-        )
+        return not self._idle_workers and not self._queue.empty() and self._is_short(spec)
+
+    def _is_short(self, spec: TaskSpec) -> bool:
+        """Typically done within AHEAD_BELOW (a name not yet run is not)."""
+        return self._typical.get(spec.name, AHEAD_BELOW) < AHEAD_BELOW
 
     def _take_ahead(self, ahead: deque[tuple[Job, asyncio.Future[int | None] | None]]) -> None:
         while len(ahead) < AHEAD and not self._stopping:
@@ -232,18 +232,23 @@ class Runner:
                 continue
             if self._writer.holds(job.task_id):
                 ahead.append((job, None))  # its claim costs nothing when its turn comes
-            elif self._typical.get(job.spec.name, AHEAD_BELOW) < AHEAD_BELOW:
+            elif self._is_short(job.spec):
                 ahead.append((job, self._writer.claim(job.task_id)))
             else:
                 ahead.append((job, None))  # a longer task is claimed when it starts...
                 return  # ...and nothing waits behind it claimed
 
     async def _settle_dropped(self, job: Job, claim: asyncio.Future[int | None]) -> None:
-        """A job whose claim was sent before it could start, then cancelled or dropped by the
-        shutdown: a cancelled one whose claim won is recorded CANCELLED (its row says RUNNING)."""
+        """A job claimed ahead, then cancelled or dropped by the shutdown before it started."""
         attempt = await claim
-        if attempt is None or not job.cancelled or self._stopping:
-            return  # not ours after all, or released as PENDING by the shutdown
+        if attempt is not None:
+            self._cancelled_before_start(job, attempt)
+
+    def _cancelled_before_start(self, job: Job, attempt: int) -> None:
+        """A claim won for a job that will not run: if a person cancelled it, its row (RUNNING)
+        says CANCELLED; if the shutdown dropped it, the release makes it PENDING again."""
+        if not job.cancelled or self._stopping:
+            return
         context = TaskContext(task_id=job.task_id, name=job.spec.name, attempt=attempt, _on_progress=lambda _: None)
         error = TaskCancelled("cancelled before it started")
         self._record(job, context, utcnow(), time.perf_counter(), error=error, status=TaskStatus.CANCELLED)
@@ -267,7 +272,7 @@ class Runner:
             return
         if job.cancelled:
             # Cancelled while its claim was on its way: the row says RUNNING, so say CANCELLED.
-            await self._settle_dropped(job, claim if claim is not None else _done(attempt))
+            self._cancelled_before_start(job, attempt)
             return
         if self._stopping:
             return  # shutting down: the row is released as PENDING, not started now
@@ -434,12 +439,6 @@ class Runner:
                 progress_message=context.progress_message if context else None,
             )
         )
-
-
-def _done(attempt: int) -> asyncio.Future[int | None]:
-    future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-    future.set_result(attempt)
-    return future
 
 
 def _encode_result(result: Any) -> str | None:

@@ -154,14 +154,11 @@ class Writer:
             return attempt
 
     def claim(self, task_id: str) -> asyncio.Future[int | None]:
-        """Move a task to RUNNING; the future gives the attempt number, or None if it may not run."""
+        """Move a written task to RUNNING in the next flush; the future gives the attempt number,
+        or None if it may not run. (A row still held is claimed by claim_held, at once.)"""
         assert self._loop is not None
         future: asyncio.Future[int | None] = self._loop.create_future()
-        attempt = self.claim_held(task_id)
-        if attempt is not None:
-            future.set_result(attempt)
-            return future
-        with self._lock:  # not held (a row never becomes held again): the database decides
+        with self._lock:
             self._batch.claims.append(task_id)
             self._claim_waiters.setdefault(task_id, []).append(future)
         self._signal(urgent=True)
