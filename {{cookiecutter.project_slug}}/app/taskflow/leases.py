@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from .models import TaskStatus, utcnow
 from .store import Store, leases
 
@@ -187,10 +189,21 @@ class LeaseKeeper:
         return recovered
 
     def _expire_dead_neighbours(self) -> None:
-        owners = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
-        dead = dead_local_owners(owners, me=self._owner)
-        if dead:
-            self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
+        """End dead local owners' leases, and bring their intake rows (and stale ones) into the
+        task table, where the take-over finds them."""
+
+        def owners(connection: Connection) -> list[str]:
+            return leases.live_owners(connection, now=utcnow()) + leases.intake_owners(connection)
+
+        dead = dead_local_owners(sorted(set(self._store.read(owners))), me=self._owner)
+
+        def expire(connection: Connection) -> None:
+            now = utcnow()
+            leases.adopt_intake(connection, dead=dead, stale_before=now - self._lease, owner=self._owner)
+            if dead:
+                leases.expire_owners(connection, owners=dead, now=now)
+
+        self._store.write(expire)
 
     def _take_batch(self) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None

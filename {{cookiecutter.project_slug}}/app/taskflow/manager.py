@@ -29,6 +29,10 @@ from .store import DuplicateTask, Store, open_store
 logger = logging.getLogger("taskflow")
 
 _PENDING = TaskStatus.PENDING.value  # read per enqueue: an enum member's .value is a descriptor call
+# How much longer than write_behind a cancel waits for another instance to move a task out of
+# the intake, and how often it looks.
+INTAKE_MOVE_GRACE = 5.0
+INTAKE_POLL = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -182,12 +186,15 @@ class TaskManager:
         row = self._pending_row(
             runtime, spec, task_id, argument_codec.encode(plain), idempotency_key=key, next_run_at=not_before
         )
-        if spec.persist or key is not None or options.session is not None:
+        if key is not None or options.session is not None or (spec.persist and not self.store.database.uses_intake):
             try:
                 self.store.insert_task(row, session=options.session)
             except DuplicateTask as duplicate:
                 return duplicate.task_id
         else:
+            if spec.persist:
+                # Committed into the intake now; the writer moves it to the task table.
+                self.store.insert_intake(row)
             runtime.writer.insert(row)
         job = Job(task_id=task_id, spec=spec, arguments=plain, not_before=not_before)
         with self._unhanded_lock:
@@ -317,7 +324,7 @@ class TaskManager:
     async def cancel(self, task_id: str) -> CancelOutcome:
         runtime = self._require_runtime()
         await runtime.writer.flushed()
-        row = await asyncio.to_thread(self.store.get, task_id)
+        row = await self._row_out_of_intake(task_id)
         if row is None:
             return CancelOutcome.NOT_FOUND
         if row.status == TaskStatus.PENDING.value:
@@ -334,6 +341,23 @@ class TaskManager:
             runtime.runner.cancel(task_id)
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
+
+    async def _row_out_of_intake(self, task_id: str) -> Any | None:
+        """The task's row once it is in the task table, where a cancel can reach it.
+
+        A task another instance enqueued moments ago may still be in the intake, held by that
+        instance, which would run it whatever we wrote: wait for its move (within
+        `write_behind` while it lives). None if it is nowhere, or never left the intake.
+        """
+        deadline = time.monotonic() + self.config.write_behind + INTAKE_MOVE_GRACE
+        while True:
+            row = await asyncio.to_thread(self.store.get_moved, task_id)
+            if row is not None:
+                return row
+            if time.monotonic() > deadline or not await asyncio.to_thread(self.store.in_intake, task_id):
+                # Nowhere, stuck, or moved between the two reads: one last look.
+                return await asyncio.to_thread(self.store.get_moved, task_id)
+            await asyncio.sleep(INTAKE_POLL)
 
     async def retry(self, task_id: str) -> str:
         """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it."""

@@ -230,9 +230,10 @@ class Runner:
                 return
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
-            if self._writer.holds(job.task_id):
+            short = self._is_short(job.spec)
+            if self._writer.claims_at_once(job.task_id, short=short):
                 ahead.append((job, None))  # its claim costs nothing when its turn comes
-            elif self._is_short(job.spec):
+            elif short:
                 ahead.append((job, self._writer.claim(job.task_id)))
             else:
                 ahead.append((job, None))  # a longer task is claimed when it starts...
@@ -261,7 +262,7 @@ class Runner:
                 attempt = await claim
             else:
                 # A row still held by the writer is claimed at once; a written one by the database.
-                attempt = self._writer.claim_held(job.task_id)
+                attempt = self._writer.claim_held(job.task_id, short=self._is_short(job.spec))
                 if attempt is None:
                     attempt = await self._writer.claim(job.task_id)
         finally:

@@ -1,8 +1,9 @@
 """Group commit for the task lifecycle: writes queue up while one flush runs, then go together.
 
-Requests never wait for it, except for `persist=True` inserts (committed in add_task itself).
-A task's whole life can fit in one flush: a non-persisted task's claim, progress and outcome
-are folded into its still-unwritten insert, so a short task costs one INSERT.
+Requests never wait for it. A task's whole life can fit in one flush: a new task's claim,
+progress and outcome are folded into its still-unwritten insert, so a short task costs one
+INSERT. A persisted task is held the same way, already committed in add_task into the intake
+(SQLite; see TaskIntake), and its insert deletes it from there.
 If the database is unreachable, the batch is kept and retried with backoff: nothing is lost.
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ._loops import call_in_loop
 from .models import TaskStatus, utcnow
-from .store import Batch, BatchResult, Finish, Progress, Store
+from .store import INTAKE_SEQ, Batch, BatchResult, Finish, Progress, Store
 
 logger = logging.getLogger("taskflow.writer")
 
@@ -42,8 +43,9 @@ class Writer:
         self._lock = threading.Lock()
         self._batch = Batch()
         self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
-        # New non-persisted rows not written yet. Their claim, progress and outcome fold into
-        # them; they are written once finished, or `hold_seconds` after they arrived.
+        # New rows not written yet (non-persisted, or persisted ones in the intake). Their
+        # claim, progress and outcome fold into them; they are written once finished, or
+        # `hold_seconds` after they arrived (a persisted one that is not short: when claimed).
         self._held: dict[str, dict[str, Any]] = {}
         # When each held row arrived (apart from the row: no tuple per task for the GC to walk).
         self._held_since: dict[str, float] = {}
@@ -135,18 +137,23 @@ class Writer:
         if wake:
             self._signal()
 
-    def holds(self, task_id: str) -> bool:
-        """True while the task's row waits here unwritten (its claim will cost nothing)."""
-        return task_id in self._held
+    def claims_at_once(self, task_id: str, *, short: bool) -> bool:
+        """True while claim_held would claim the task at once (its row waits here unwritten)."""
+        row = self._held.get(task_id)
+        return row is not None and (short or INTAKE_SEQ not in row)
 
-    def claim_held(self, task_id: str) -> int | None:
+    def claim_held(self, task_id: str, *, short: bool) -> int | None:
         """Claim a task whose row is still held (not written yet): its attempt number, at once.
 
-        None when the row is not held: claim() it through the database instead.
+        A persisted row (in the intake) is claimed here only for a task that is typically short:
+        it is then written once, finished. Any other persisted task must be RUNNING in the
+        database before it starts, so a crash while it runs is counted (and a task that keeps
+        killing its process is quarantined); a crashing task never finishes, so it never counts
+        as short. None when the row cannot be claimed here: claim() it instead.
         """
         with self._lock:
             row = self._held.get(task_id)
-            if row is None or row["status"] != _PENDING:
+            if row is None or row["status"] != _PENDING or (INTAKE_SEQ in row and not short):
                 return None
             now = utcnow()
             attempt = row["attempt"] + 1
@@ -159,7 +166,17 @@ class Writer:
         assert self._loop is not None
         future: asyncio.Future[int | None] = self._loop.create_future()
         with self._lock:
-            self._batch.claims.append(task_id)
+            row = self._held.get(task_id)
+            if row is not None and row["status"] == _PENDING:
+                # A persisted row still in the intake: it moves to the task table as RUNNING,
+                # and the task starts once that is committed (a crash while it runs is counted).
+                del self._held[task_id], self._held_since[task_id]
+                now = utcnow()
+                attempt = row["attempt"] + 1
+                row.update(status=_RUNNING, attempt=attempt, started_at=now, updated_at=now, next_run_at=None)
+                self._batch.inserts.append(row)
+            else:
+                self._batch.claims.append(task_id)
             self._claim_waiters.setdefault(task_id, []).append(future)
         self._signal(urgent=True)
         return future
@@ -224,6 +241,12 @@ class Writer:
             result = await self._apply_until_written(loop, batch)
             self._applied += 1
             self._applied_event.set()
+            for task_id in result.taken_over:
+                logger.warning(
+                    "taskflow: task %s was taken over by another instance before it left the intake "
+                    "(this one was thought dead); it runs there, not here",
+                    task_id,
+                )
             for task_id in result.rejected:
                 logger.warning(
                     "taskflow: the outcome of task %s was not recorded: another instance took it over "

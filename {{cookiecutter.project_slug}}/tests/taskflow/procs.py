@@ -25,6 +25,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from app.taskflow.store import queries
+from app.taskflow.store.writes import INTAKE
+
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 APP_FACTORY = "tests.taskflow.proc_app:create_app"
 
@@ -221,15 +224,18 @@ class TaskTable:
         self._engine: Engine = create_engine(database_url, poolclass=NullPool)
 
     def statuses(self) -> dict[str, str]:
+        """Every task's status; a task still in the intake (SQLite) is pending."""
         with self._engine.connect() as connection:
-            return dict(connection.execute(text("SELECT id, status FROM taskflow_tasks")).all())
+            pending = {task_id: "pending" for (task_id,) in connection.execute(text("SELECT id FROM taskflow_intake"))}
+            return pending | dict(connection.execute(text("SELECT id, status FROM taskflow_tasks")).all())
 
     def ids_with_status(self, status: str) -> set[str]:
         return {task_id for task_id, value in self.statuses().items() if value == status}
 
     def row(self, task_id: str) -> Any:
         with self._engine.connect() as connection:
-            return connection.execute(text("SELECT * FROM taskflow_tasks WHERE id = :id"), {"id": task_id}).one()
+            row = connection.execute(text("SELECT * FROM taskflow_tasks WHERE id = :id"), {"id": task_id}).first()
+            return row or connection.execute(queries.intake_as_tasks().where(INTAKE.c.id == task_id)).one()
 
     def all_reached(self, ids: list[str], status: str) -> bool:
         statuses = self.statuses()

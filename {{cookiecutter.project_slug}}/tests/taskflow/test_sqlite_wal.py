@@ -56,7 +56,8 @@ def test_the_wal_starts_over_even_when_commits_land_during_the_checkpoint(tmp_pa
             database.commit_one("INSERT INTO enqueued VALUES (?, ?)", (n, "x" * 500))
 
         checkpointer = database.checkpointer
-        for n in range(100):  # crosses the threshold: a checkpoint starts on its own thread
+        threshold = checkpointer._every
+        for n in range(threshold):  # crosses the threshold: a checkpoint starts on its own thread
             enqueue(n)
         checkpointer.close()  # waits for it
         assert checkpointer.runs == 1
@@ -66,7 +67,7 @@ def test_the_wal_starts_over_even_when_commits_land_during_the_checkpoint(tmp_pa
         checkpointer._every = 10**9  # from here on, checkpoints only when the test says so
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM enqueued").fetchall()
-        for n in range(100, 200):
+        for n in range(threshold, threshold + 100):
             enqueue(n)
         first_round = checkpointer._round
 
@@ -81,7 +82,7 @@ def test_the_wal_starts_over_even_when_commits_land_during_the_checkpoint(tmp_pa
         checkpointer.start()
         checkpointer.close()
         assert checkpointer.runs == 2
-        enqueue(200)
+        enqueue(threshold + 100)
         # A WAL that started over holds only the last commit; one that did not still holds the
         # hundred before it (and under steady load would grow for as long as the load lasts).
         assert wal_frames(path) < 10

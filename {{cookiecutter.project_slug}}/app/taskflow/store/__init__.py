@@ -20,11 +20,12 @@ from ..models import RETIRED_INDEXES, TASKFLOW_TABLES, AuditEntry, TaskStatus, u
 from . import leases, queries
 from .engine import Database, open_database
 from .queries import TaskFilter
-from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
+from .writes import INTAKE_SEQ, TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
 T = TypeVar("T")
 
 __all__ = [
+    "INTAKE_SEQ",
     "Batch",
     "BatchResult",
     "DuplicateTask",
@@ -106,6 +107,14 @@ class Store:
                 raise DuplicateTask(existing) from None
             raise
 
+    def insert_intake(self, row: dict[str, Any]) -> None:
+        """Commit a new persisted row into taskflow_intake (see TaskIntake) before returning.
+
+        The row remembers its intake seq: the batch that moves it to taskflow_tasks deletes it.
+        """
+        statement = self.statements.insert_intake
+        row[INTAKE_SEQ] = self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
+
     def find_by_idempotency_key(self, key: str) -> str | None:
         return self.read(lambda c: queries.find_by_idempotency_key(c, key))
 
@@ -140,7 +149,15 @@ class Store:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Any | None:
+        """The task's row; for a task still in taskflow_intake, its row as a pending task."""
+        return self.read(lambda c: queries.get_task(c, task_id) or queries.get_intake_task(c, task_id))
+
+    def get_moved(self, task_id: str) -> Any | None:
+        """The task's row in taskflow_tasks only (None while it is still in the intake)."""
         return self.read(lambda c: queries.get_task(c, task_id))
+
+    def in_intake(self, task_id: str) -> bool:
+        return self.read(lambda c: queries.get_intake_task(c, task_id)) is not None
 
     def list(self, task_filter: TaskFilter, *, limit: int, offset: int = 0) -> list[Any]:
         return self.read(lambda c: queries.list_tasks(c, task_filter, limit=limit, offset=offset))

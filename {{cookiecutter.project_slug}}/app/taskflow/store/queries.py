@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, literal, or_, select
+from sqlalchemy import Select, exists, func, literal, null, or_, select, true
 from sqlalchemy.engine import Connection
 
 from ..models import AuditEntry, TaskStatus
-from .writes import ATTEMPTS, TASKS
+from .writes import ATTEMPTS, INTAKE, TASKS
 
 AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
 
@@ -90,6 +90,26 @@ def count_tasks_capped(connection: Connection, task_filter: TaskFilter, *, cap: 
 
 def get_task(connection: Connection, task_id: str) -> Any | None:
     return connection.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
+
+
+def intake_as_tasks() -> Select[Any]:
+    """taskflow_intake rows in the shape of taskflow_tasks rows: new, pending, persisted tasks."""
+    given = {
+        **{column.name: column for column in INTAKE.c if column.name != "seq"},
+        "status": literal(TaskStatus.PENDING.value),
+        "persist": true(),
+        "attempt": literal(0),
+        "retries_used": literal(0),
+        "recoveries": literal(0),
+        "cancel_requested": literal(False),
+        "updated_at": INTAKE.c.created_at,
+    }
+    return select(*(given.get(column.name, null()).label(column.name) for column in TASKS.c))
+
+
+def get_intake_task(connection: Connection, task_id: str) -> Any | None:
+    """A task still in taskflow_intake (its row not moved yet), shaped as a task row."""
+    return connection.execute(intake_as_tasks().where(INTAKE.c.id == task_id)).first()
 
 
 def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:

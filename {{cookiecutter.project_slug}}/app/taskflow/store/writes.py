@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection, Dialect
 
-from ..models import TaskAttempt, TaskRecord, TaskStatus, UTCDateTime
+from ..models import TaskAttempt, TaskIntake, TaskRecord, TaskStatus, UTCDateTime
 from .hot import HotStatement
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
+INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
 ATTEMPTS = TaskAttempt.__table__  # type: ignore[attr-defined]
+# The key of a held row that names its taskflow_intake row (seq), absent for other rows.
+INTAKE_SEQ = "_intake_seq"
 CHUNK = 500  # ids per statement: well under SQLite's bind-parameter limit
+_RUNNING = TaskStatus.RUNNING.value
 
 # Columns a finished attempt sets; every Finish carries all of them so one executemany fits all.
 FINISH_COLUMNS = (
@@ -79,6 +83,8 @@ class BatchResult:
     claimed: dict[str, int] = field(default_factory=dict)
     # Finishes whose row had moved on (owner or attempt changed): the outcome was not recorded.
     rejected: list[str] = field(default_factory=list)
+    # Rows to move out of taskflow_intake that another instance's recovery had moved already.
+    taken_over: list[str] = field(default_factory=list)
 
 
 class Statements:
@@ -90,14 +96,18 @@ class Statements:
         attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
         times = _time_binds()
         self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect, time_binds=times)
+        intake_columns = {column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"}
+        self.insert_intake = HotStatement.compile(insert(INTAKE).values(intake_columns), dialect, time_binds=times)
         self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect, time_binds=times)
         self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect, time_binds=times)
         self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect, time_binds=times)
         # Claims name many ids in one statement: a JSON array on SQLite, an array on PostgreSQL.
         self._ids_as_json = dialect.name == "sqlite"
         self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
+        self.take_intake = HotStatement.compile(_take_intake(self._ids_as_json), dialect)
 
-    def claim_ids(self, task_ids: list[str]) -> Any:
+    def id_list(self, task_ids: list[Any]) -> Any:
+        """Many ids (or seqs) as the value of one bind."""
         return json.dumps(task_ids) if self._ids_as_json else task_ids
 
     def run(self, statement: HotStatement, connection: Connection, rows: list[dict[str, Any]]) -> int:
@@ -138,7 +148,10 @@ def apply_batch(
 ) -> BatchResult:
     """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish)."""
     result = BatchResult()
-    statements.run(statements.insert_task, connection, batch.inserts)
+    inserts = _take_from_intake(connection, batch.inserts, statements, result)
+    statements.run(statements.insert_task, connection, inserts)
+    # A persisted row moved in as RUNNING is the claim its task waits for.
+    result.claimed.update((row["id"], row["attempt"]) for row in inserts if row["status"] == _RUNNING)
     statements.run(statements.insert_attempt, connection, batch.attempt_rows)
     if batch.progress:
         rows = [
@@ -149,8 +162,44 @@ def apply_batch(
     if batch.finishes:
         result.rejected = _write_finishes(connection, batch.finishes, statements, owner=owner, now=now)
     if batch.claims:
-        result.claimed = claim(connection, batch.claims, statements, owner=owner, now=now)
+        result.claimed.update(claim(connection, batch.claims, statements, owner=owner, now=now))
     return result
+
+
+def _take_from_intake(
+    connection: Connection, rows: list[dict[str, Any]], statements: Statements, result: BatchResult
+) -> list[dict[str, Any]]:
+    """Delete the intake rows of the rows being inserted; keep only those still there to take.
+
+    A row another instance's recovery moved already (we were thought dead) is not inserted
+    twice: it is listed in `result.taken_over` instead.
+    """
+    moving = [row for row in rows if INTAKE_SEQ in row]
+    if not moving:
+        return rows
+    # By seq and id together: SQLite may give a deleted seq to a newer row.
+    seqs = statements.id_list([row[INTAKE_SEQ] for row in moving])
+    ids = statements.id_list([row["id"] for row in moving])
+    statement = statements.take_intake
+    params = statement.params({"seqs": seqs, "ids": ids}, statements.encode_time)
+    taken = {task_id for (task_id,) in connection.exec_driver_sql(statement.sql, params)}
+    if len(taken) == len(moving):
+        return rows
+    result.taken_over = [row["id"] for row in moving if row["id"] not in taken]
+    return [row for row in rows if INTAKE_SEQ not in row or row["id"] in taken]
+
+
+def _take_intake(ids_as_json: bool) -> Any:
+    """DELETE the intake rows named by seq (bind `seqs`) and task id (bind `ids`), returning their ids."""
+    named = _named(INTAKE.c.seq, "seqs", ids_as_json), _named(INTAKE.c.id, "ids", ids_as_json)
+    return delete(INTAKE).where(*named).returning(INTAKE.c.id)
+
+
+def _named(column: Any, bind: str, as_json: bool) -> Any:
+    """`column` is one of a list given in one bind: a JSON array on SQLite, an array on PostgreSQL."""
+    if as_json:
+        return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(bind))))
+    return column == func.any(bindparam(bind))
 
 
 def _write_finishes(
@@ -186,14 +235,10 @@ def _already(connection: Connection, finish: Finish, owner: str) -> bool:
 
 def _claim(ids_as_json: bool) -> Any:
     """PENDING -> RUNNING for the named rows this owner holds (bind `ids`), returning their attempt."""
-    if ids_as_json:
-        named = TASKS.c.id.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids"))))
-    else:
-        named = TASKS.c.id == func.any(bindparam("ids"))
     return (
         update(TASKS)
         .where(
-            named,
+            _named(TASKS.c.id, "ids", ids_as_json),
             # `status || ''` keeps SQLite from looking rows up by the status index, which
             # scanned every pending row per claim: 3 ms a claim with 10,000 queued, and
             # growing with the backlog. By primary key it is a few lookups.
@@ -219,7 +264,7 @@ def claim(
     claimed: dict[str, int] = {}
     statement = statements.claim
     for start in range(0, len(task_ids), CHUNK):
-        values = {"ids": statements.claim_ids(task_ids[start : start + CHUNK]), "owner": owner, "v_now": now}
+        values = {"ids": statements.id_list(task_ids[start : start + CHUNK]), "owner": owner, "v_now": now}
         rows = connection.exec_driver_sql(statement.sql, statement.params(values, statements.encode_time))
         claimed.update((task_id, attempt) for task_id, attempt in rows)
     return claimed
