@@ -2,6 +2,7 @@
 
     python -m bench.throughput_bench [--requests 3000] [--rounds 5] [--concurrency 16]
     python -m bench.throughput_bench --per-task     # microseconds per task of each step
+    python -m bench.throughput_bench --compare-intake --rounds 7  # SQLite's intake on and off
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike. For the managed app the clock stops only when every enqueued
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sqlite3
 import statistics
 import tempfile
@@ -215,6 +217,36 @@ async def per_task_costs(count: int, rounds: int, folder: Path) -> None:
         )
 
 
+async def intake_comparison(args: argparse.Namespace, folder: Path) -> None:
+    """persist=True with and without SQLite's intake, and the floor, in the same alternating rounds.
+
+    Machine noise on a shared host moves every ratio by several hundredths from run to run; in
+    one process and one set of rounds it moves them together, so the difference stands out.
+    """
+    variants: dict[str, tuple[TaskManager, FastAPI]] = {}
+    for label, intake in (("intake", True), ("no intake", False)):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'compare-{intake}.db'}")
+        manager.store.database.uses_intake = intake  # type: ignore[misc]
+        variants[label] = (manager, managed_app(manager, manager.task(name="noop", persist=True)(noop)))
+    floor = floor_app(folder / "compare-floor.db")
+    rates: dict[str, list[float]] = {"plain": [], "floor": [], **{label: [] for label in variants}}
+    async with contextlib.AsyncExitStack() as stack:
+        for manager, app in variants.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            await timed_managed(manager, app, 200, args.concurrency)
+        await timed_plain(200, args.concurrency, floor)
+        for _ in range(args.rounds):
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency))
+            rates["floor"].append(await timed_plain(args.requests, args.concurrency, floor))
+            for label, (manager, app) in variants.items():
+                rates[label].append(await timed_managed(manager, app, args.requests, args.concurrency))
+    plain = statistics.median(rates.pop("plain"))
+    print(
+        f"persist=True against plain {plain:.0f} req/s (median of {args.rounds} alternating rounds of "
+        f"{args.requests}): " + " | ".join(f"{label} {statistics.median(r) / plain:.2f}" for label, r in rates.items())
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -222,10 +254,16 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--drain", type=int, default=10_000)
     parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
+    parser.add_argument(
+        "--compare-intake", action="store_true", help="only persist=True with and without the intake, and the floor"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         if args.per_task:
             await per_task_costs(5000, args.rounds, Path(folder))
+            return
+        if args.compare_intake:
+            await intake_comparison(args, Path(folder))
             return
         for persist in (False, True):
             await request_throughput(persist, args, Path(folder))
