@@ -24,7 +24,7 @@ from app.taskflow.store import INTAKE_SEQ, Batch
 from app.taskflow.store import leases as lease_sql
 from app.taskflow.store.writes import INTAKE, TASKS, apply_batch
 
-from .conftest import wait_for_status
+from .conftest import ADMIN, wait_for_status
 from .test_recovery import dead_local_owner
 
 # The intake is SQLite's: PostgreSQL commits persisted rows straight into the task table.
@@ -240,3 +240,22 @@ async def test_a_held_intake_row_knows_its_seq(make_manager) -> None:
     manager.store.insert_intake(first)
     manager.store.insert_intake(second)
     assert second[INTAKE_SEQ] == first[INTAKE_SEQ] + 1
+
+
+async def test_the_api_shows_a_task_still_in_the_intake_as_pending(make_manager, make_app, client_for) -> None:
+    manager = make_manager()
+
+    @manager.task(persist=True)
+    async def later() -> None:
+        return None
+
+    app = make_app(manager)
+    async with client_for(app, auth=ADMIN) as client:
+        tasks = ManagedBackgroundTasks(manager)
+        task_id = tasks.add_task(later)  # not handed over: still in the intake
+        assert count(manager, INTAKE, task_id) == 1
+        response = await client.get(f"/tasks/{task_id}")
+        await tasks()
+        await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+    assert response.status_code == 200
+    assert (response.json()["task_id"], response.json()["status"]) == (task_id, "pending")

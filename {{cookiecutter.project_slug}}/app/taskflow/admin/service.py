@@ -108,7 +108,7 @@ class AdminService:
 
     async def task(self, task_id: str) -> TaskView | None:
         def read(connection: Any) -> TaskView | None:
-            row = queries.get_task(connection, task_id)
+            row = queries.find_task(connection, task_id)
             if row is None:
                 return None
             return TaskView(

@@ -150,7 +150,7 @@ class Store:
 
     def get(self, task_id: str) -> Any | None:
         """The task's row; for a task still in taskflow_intake, its row as a pending task."""
-        return self.read(lambda c: queries.get_task(c, task_id) or queries.get_intake_task(c, task_id))
+        return self.read(lambda c: queries.find_task(c, task_id))
 
     def get_moved(self, task_id: str) -> Any | None:
         """The task's row in taskflow_tasks only (None while it is still in the intake)."""

@@ -112,6 +112,11 @@ def get_intake_task(connection: Connection, task_id: str) -> Any | None:
     return connection.execute(intake_as_tasks().where(INTAKE.c.id == task_id)).first()
 
 
+def find_task(connection: Connection, task_id: str) -> Any | None:
+    """The task's row wherever it is: the task table, or still the intake (as a pending row)."""
+    return get_task(connection, task_id) or get_intake_task(connection, task_id)
+
+
 def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:
     if not task_ids:
         return []
