@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from app.taskflow.store import queries
-from app.taskflow.store.writes import INTAKE
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 APP_FACTORY = "tests.taskflow.proc_app:create_app"
@@ -233,9 +232,9 @@ class TaskTable:
         return {task_id for task_id, value in self.statuses().items() if value == status}
 
     def row(self, task_id: str) -> Any:
+        """The task's row; a task still in the intake (SQLite) as a pending row."""
         with self._engine.connect() as connection:
-            row = connection.execute(text("SELECT * FROM taskflow_tasks WHERE id = :id"), {"id": task_id}).first()
-            return row or connection.execute(queries.intake_as_tasks().where(INTAKE.c.id == task_id)).one()
+            return queries.find_task(connection, task_id)
 
     def all_reached(self, ids: list[str], status: str) -> bool:
         statuses = self.statuses()

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, func, select, text
 from app.taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
 from app.taskflow.manager import CancelOutcome
 from app.taskflow.models import utcnow
-from app.taskflow.store import INTAKE_SEQ, Batch
+from app.taskflow.store import INTAKE_SEQ, Batch, queries
 from app.taskflow.store import leases as lease_sql
 from app.taskflow.store.writes import INTAKE, TASKS, apply_batch
 
@@ -259,3 +259,28 @@ async def test_the_api_shows_a_task_still_in_the_intake_as_pending(make_manager,
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
     assert response.status_code == 200
     assert (response.json()["task_id"], response.json()["status"]) == (task_id, "pending")
+
+
+async def test_a_task_moved_while_it_is_looked_up_is_found(make_manager, monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = make_manager()
+    row = intake_row(ELSEWHERE)
+    manager.store.insert_intake(row)
+
+    def move_after(read: Any) -> Any:
+        # Whichever of the two tables is read first, the row moves right after that read.
+        def reading(connection: Any, task_id: str) -> Any:
+            found = read(connection, task_id)
+            if count(manager, INTAKE, task_id):
+                manager.store.write(
+                    lambda c: lease_sql.adopt_intake(c, dead=[ELSEWHERE], stale_before=utcnow(), owner=manager.owner)
+                )
+            return found
+
+        return reading
+
+    monkeypatch.setattr(queries, "get_task", move_after(queries.get_task))
+    monkeypatch.setattr(queries, "get_intake_task", move_after(queries.get_intake_task))
+    found = manager.store.get(row["id"])
+    assert count(manager, INTAKE, row["id"]) == 0
+    assert found is not None
+    assert found.id == row["id"]

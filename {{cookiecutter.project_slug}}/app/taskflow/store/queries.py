@@ -113,8 +113,13 @@ def get_intake_task(connection: Connection, task_id: str) -> Any | None:
 
 
 def find_task(connection: Connection, task_id: str) -> Any | None:
-    """The task's row wherever it is: the task table, or still the intake (as a pending row)."""
-    return get_task(connection, task_id) or get_intake_task(connection, task_id)
+    """The task's row wherever it is: the task table, or still the intake (as a pending row).
+
+    The intake first: a row moved between the two reads is then found in the task table. (The
+    other way round it would be found in neither.)
+    """
+    waiting = get_intake_task(connection, task_id)
+    return get_task(connection, task_id) or waiting
 
 
 def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:
