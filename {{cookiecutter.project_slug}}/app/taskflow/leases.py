@@ -192,10 +192,13 @@ class LeaseKeeper:
         """End dead local owners' leases, and bring their intake rows (and stale ones) into the
         task table, where the take-over finds them."""
 
-        def owners(connection: Connection) -> list[str]:
-            return leases.live_owners(connection, now=utcnow()) + leases.intake_owners(connection)
+        def owners(connection: Connection) -> tuple[list[str], list[str]]:
+            return leases.live_owners(connection, now=utcnow()), leases.intake_owners(connection)
 
-        dead = dead_local_owners(sorted(set(self._store.read(owners))), me=self._owner)
+        live, waiting = self._store.read(owners)
+        dead = dead_local_owners(sorted(set(live + waiting)), me=self._owner)
+        if not dead and not set(waiting) - {self._owner}:
+            return  # nothing to expire or adopt: no write transaction (a lock on SQLite) for nothing
 
         def expire(connection: Connection) -> None:
             now = utcnow()
