@@ -31,7 +31,7 @@ _RUNNING = TaskStatus.RUNNING.value
 
 
 class Writer:
-    def __init__(self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.01) -> None:
+    def __init__(self, store: Store, *, owner: str, hold_seconds: float = 0.2, flush_interval: float = 0.05) -> None:
         self._store = store
         self._owner = owner
         self._hold = hold_seconds

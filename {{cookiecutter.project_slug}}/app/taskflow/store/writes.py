@@ -7,6 +7,7 @@ Every write of a running attempt names the row, the owner and the attempt number
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy import bindparam, delete, func, insert, literal_column, select, 
 from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskIntake, TaskRecord, TaskStatus, UTCDateTime
-from .hot import HotStatement
+from .hot import HotStatement, RowsInsert
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
@@ -105,6 +106,17 @@ class Statements:
         self._ids_as_json = dialect.name == "sqlite"
         self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
         self.take_intake = HotStatement.compile(_take_intake(self._ids_as_json), dialect)
+        # SQLite: new task rows go in multi-row statements (see RowsInsert). PostgreSQL's driver
+        # pipelines an executemany already.
+        self._rows_insert = (
+            RowsInsert(self.insert_task, max_binds=_sqlite_max_binds()) if dialect.name == "sqlite" else None
+        )
+
+    def insert_tasks(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert new task rows (every column present); returns how many went in."""
+        if self._rows_insert is not None and len(rows) > 1:
+            return self._rows_insert.execute(connection, rows, self.encode_time)
+        return self.run(self.insert_task, connection, rows)
 
     def id_list(self, task_ids: list[Any]) -> Any:
         """Many ids (or seqs) as the value of one bind."""
@@ -112,6 +124,15 @@ class Statements:
 
     def run(self, statement: HotStatement, connection: Connection, rows: list[dict[str, Any]]) -> int:
         return statement.execute(connection, rows, self.encode_time)
+
+
+def _sqlite_max_binds() -> int:
+    """How many binds one statement may carry in this process's SQLite (a build-time limit)."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        return connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        connection.close()
 
 
 def _time_binds() -> set[str]:
@@ -149,7 +170,7 @@ def apply_batch(
     """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish)."""
     result = BatchResult()
     inserts = _take_from_intake(connection, batch.inserts, statements, result)
-    statements.run(statements.insert_task, connection, inserts)
+    statements.insert_tasks(connection, inserts)
     # A persisted row moved in as RUNNING is the claim its task waits for.
     result.claimed.update((row["id"], row["attempt"]) for row in inserts if row["status"] == _RUNNING)
     statements.run(statements.insert_attempt, connection, batch.attempt_rows)
