@@ -119,7 +119,11 @@ class Store:
         return self.read(lambda c: queries.find_by_idempotency_key(c, key))
 
     def apply(self, batch: Batch, *, owner: str) -> BatchResult:
-        return self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=utcnow()))
+        # The new rows' driver form is made before the transaction, which holds up this
+        # process's other writes (persisted enqueues on the event loop) while it runs.
+        new_rows = self.statements.new_rows(batch.inserts)
+        now = utcnow()
+        return self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
 
     # -- control -----------------------------------------------------------------------------
 

@@ -65,9 +65,12 @@ class HotStatement:
         self, connection: Connection, rows: Sequence[dict[str, Any]], encode_time: Callable[[datetime], Any]
     ) -> int:
         """Run for every row (executemany); returns the total row count the driver reports."""
-        if not rows:
+        return self.execute_params(connection, [self.params(row, encode_time) for row in rows])
+
+    def execute_params(self, connection: Connection, params: Sequence[Any]) -> int:
+        """execute() with the rows already in the driver's form (see params())."""
+        if not params:
             return 0
-        params = [self.params(row, encode_time) for row in rows]
         result = connection.exec_driver_sql(self.sql, params if len(params) > 1 else params[0])
         return result.rowcount
 
@@ -109,7 +112,10 @@ class RowsInsert:
         self, connection: Connection, rows: Sequence[dict[str, Any]], encode_time: Callable[[datetime], Any]
     ) -> int:
         """Insert every row; returns how many the database inserted."""
-        params = [self.single.params(row, encode_time) for row in rows]
+        return self.execute_params(connection, [self.single.params(row, encode_time) for row in rows])
+
+    def execute_params(self, connection: Connection, params: Sequence[Any]) -> int:
+        """execute() with the rows already in the driver's form (the one-row statement's params())."""
         inserted = 0
         start = 0
         while start < len(params):

@@ -112,11 +112,25 @@ class Statements:
             RowsInsert(self.insert_task, max_binds=_sqlite_max_binds()) if dialect.name == "sqlite" else None
         )
 
+    def new_rows(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """New task rows (every column present) in the driver's form, for insert_new_rows.
+
+        Made before the write transaction begins: while the transaction runs, every other write
+        of this process (a persisted enqueue on the event loop) waits for it.
+        """
+        encode_time = self.encode_time
+        statement = self.insert_task
+        return [statement.params(row, encode_time) for row in rows]
+
+    def insert_new_rows(self, connection: Connection, params: list[Any]) -> int:
+        """Insert rows made by new_rows(); returns how many went in."""
+        if self._rows_insert is not None and len(params) > 1:
+            return self._rows_insert.execute_params(connection, params)
+        return self.insert_task.execute_params(connection, params)
+
     def insert_tasks(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
         """Insert new task rows (every column present); returns how many went in."""
-        if self._rows_insert is not None and len(rows) > 1:
-            return self._rows_insert.execute(connection, rows, self.encode_time)
-        return self.run(self.insert_task, connection, rows)
+        return self.insert_new_rows(connection, self.new_rows(rows))
 
     def id_list(self, task_ids: list[Any]) -> Any:
         """Many ids (or seqs) as the value of one bind."""
@@ -165,12 +179,28 @@ def _guarded_params(
 
 
 def apply_batch(
-    connection: Connection, batch: Batch, statements: Statements, *, owner: str, now: datetime
+    connection: Connection,
+    batch: Batch,
+    statements: Statements,
+    *,
+    owner: str,
+    now: datetime,
+    new_rows: list[Any] | None = None,
 ) -> BatchResult:
-    """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish)."""
+    """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish).
+
+    `new_rows` is `statements.new_rows(batch.inserts)`, if the caller made it already.
+    """
     result = BatchResult()
-    inserts = _take_from_intake(connection, batch.inserts, statements, result)
-    statements.insert_tasks(connection, inserts)
+    if new_rows is None:
+        new_rows = statements.new_rows(batch.inserts)
+    inserts = batch.inserts
+    taken_over = _take_from_intake(connection, inserts, statements)
+    if taken_over:
+        result.taken_over = [row["id"] for row in inserts if row["id"] in taken_over]
+        kept = [index for index, row in enumerate(inserts) if row["id"] not in taken_over]
+        inserts, new_rows = [inserts[index] for index in kept], [new_rows[index] for index in kept]
+    statements.insert_new_rows(connection, new_rows)
     # A persisted row moved in as RUNNING is the claim its task waits for.
     result.claimed.update((row["id"], row["attempt"]) for row in inserts if row["status"] == _RUNNING)
     statements.run(statements.insert_attempt, connection, batch.attempt_rows)
@@ -187,17 +217,15 @@ def apply_batch(
     return result
 
 
-def _take_from_intake(
-    connection: Connection, rows: list[dict[str, Any]], statements: Statements, result: BatchResult
-) -> list[dict[str, Any]]:
-    """Delete the intake rows of the rows being inserted; keep only those still there to take.
+def _take_from_intake(connection: Connection, rows: list[dict[str, Any]], statements: Statements) -> set[str]:
+    """Delete the intake rows of the rows being inserted; the ids of those no longer there.
 
-    A row another instance's recovery moved already (we were thought dead) is not inserted
-    twice: it is listed in `result.taken_over` instead.
+    A row another instance's recovery moved already (we were thought dead) must not be
+    inserted twice: the caller leaves those out.
     """
     moving = [row for row in rows if INTAKE_SEQ in row]
     if not moving:
-        return rows
+        return set()
     # By seq and id together: SQLite may give a deleted seq to a newer row.
     seqs = statements.id_list([row[INTAKE_SEQ] for row in moving])
     ids = statements.id_list([row["id"] for row in moving])
@@ -205,9 +233,8 @@ def _take_from_intake(
     params = statement.params({"seqs": seqs, "ids": ids}, statements.encode_time)
     taken = {task_id for (task_id,) in connection.exec_driver_sql(statement.sql, params)}
     if len(taken) == len(moving):
-        return rows
-    result.taken_over = [row["id"] for row in moving if row["id"] not in taken]
-    return [row for row in rows if INTAKE_SEQ not in row or row["id"] in taken]
+        return set()
+    return {row["id"] for row in moving if row["id"] not in taken}
 
 
 def _take_intake(ids_as_json: bool) -> Any:
