@@ -108,11 +108,18 @@ class Server:
         assert self.wait_healthy(timeout), f"{self.name} exited while starting\n{self.log_tail()}"
 
     def kill(self) -> float:
-        """kill -9, reap, and return the moment (time.time()) the process was gone."""
+        """kill -9, reap, and return the moment (time.time()) the signal was sent.
+
+        From then on the process runs nothing (the kernel delivers SIGKILL within microseconds),
+        and a survivor on this host sees it dead as soon as it is a zombie. The moment the reap
+        returned came later: under two CPU burners a survivor once started a take-over 2.5 ms
+        before it, and the overlap check took that for a task run twice at once.
+        """
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
+        sent = time.time()
         self.process.wait(timeout=10)
-        return time.time()
+        return sent
 
     def terminate(self, timeout: float) -> float:
         """SIGTERM and wait for the exit; return how many seconds it took (fails past `timeout`)."""
