@@ -76,7 +76,15 @@ class Runner:
         self._owner = owner
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
+        # Jobs ready to start, and the workers asleep waiting for one. Not an asyncio.Queue: it
+        # wakes a worker per job put, and a burst of short jobs (one per request served in a
+        # loop turn) then cost a future and a task step each. Here a woken worker runs queued
+        # short jobs one after another, and wakes the next sleeper while any wait.
+        self._jobs: deque[Job] = deque()
+        self._sleepers: deque[asyncio.Future[None]] = deque()
+        self._waking = False  # a sleeper was woken and has not looked at the jobs yet
+        #: Sleeping workers woken so far (tests and diagnostics).
+        self.wakeups = 0
         self._workers: list[asyncio.Task[None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiting: dict[str, Job] = {}
@@ -114,8 +122,8 @@ class Runner:
             handle.cancel()
         self._timers.clear()
         # Jobs not yet started stay PENDING in the database; the shutdown release hands them on.
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
+        while self._jobs:
+            job = self._jobs.popleft()
             self._waiting.pop(job.task_id, None)
         self._waiting.clear()
         with contextlib.suppress(TimeoutError):
@@ -151,7 +159,7 @@ class Runner:
             loop = asyncio.get_running_loop()
             self._timers[job.task_id] = loop.call_later(delay, self._release_timer, job)
         else:
-            self._queue.put_nowait(job)
+            self._push(job)
 
     def submit_all(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -160,7 +168,24 @@ class Runner:
     def _release_timer(self, job: Job) -> None:
         self._timers.pop(job.task_id, None)
         if not self._stopping:
-            self._queue.put_nowait(job)
+            self._push(job)
+
+    def _push(self, job: Job) -> None:
+        self._jobs.append(job)
+        # A job that is not typically short gets a worker of its own at once; a short one may
+        # wait for a worker already woken (it runs the queued short jobs one after another).
+        self._wake_sleeper(even_if_waking=not self._is_short(job.spec))
+
+    def _wake_sleeper(self, *, even_if_waking: bool = False) -> None:
+        if self._waking and not even_if_waking:
+            return
+        while self._sleepers:
+            sleeper = self._sleepers.popleft()
+            if not sleeper.done():
+                sleeper.set_result(None)
+                self._waking = True
+                self.wakeups += 1
+                return
 
     def cancel(self, task_id: str) -> bool:
         """Cancel a job of this instance: drop it if waiting, cancel it if running. True if found."""
@@ -184,17 +209,28 @@ class Runner:
 
     async def _work(self) -> None:
         worker = asyncio.current_task()  # asked once: each ask costs a system call
+        loop = asyncio.get_running_loop()
         # Jobs this worker took from the queue to run next, each with its claim if sent ahead.
         ahead: deque[tuple[Job, asyncio.Future[int | None] | None]] = deque()
         while True:
             if ahead:
                 job, claim = ahead.popleft()
+            elif self._jobs:
+                job, claim = self._jobs.popleft(), None
+                if self._jobs:
+                    # More wait: a sleeper takes the next if this job keeps us (no job waits
+                    # behind a busy worker while another is free).
+                    self._wake_sleeper()
             else:
+                sleeper = loop.create_future()
+                self._sleepers.append(sleeper)
                 self._idle_workers += 1
                 try:
-                    job, claim = await self._queue.get(), None
+                    await sleeper
                 finally:
                     self._idle_workers -= 1
+                    self._waking = False
+                continue
             try:
                 # A job leaves _waiting only once it runs (or may not), so `active` never dips
                 # to zero while a claim is in flight.
@@ -216,7 +252,7 @@ class Runner:
     def _claims_ahead(self, spec: TaskSpec) -> bool:
         # Only when every worker is busy: a job an idle (or just woken) worker could start now
         # must not wait behind this one.
-        return not self._idle_workers and not self._queue.empty() and self._is_short(spec)
+        return not self._idle_workers and bool(self._jobs) and self._is_short(spec)
 
     def _is_short(self, spec: TaskSpec) -> bool:
         """Typically done within AHEAD_BELOW (a name not yet run is not)."""
@@ -224,10 +260,9 @@ class Runner:
 
     def _take_ahead(self, ahead: deque[tuple[Job, asyncio.Future[int | None] | None]]) -> None:
         while len(ahead) < AHEAD and not self._stopping:
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
+            if not self._jobs:
                 return
+            job = self._jobs.popleft()
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
             short = self._is_short(job.spec)

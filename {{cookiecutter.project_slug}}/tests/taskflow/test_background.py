@@ -136,6 +136,54 @@ async def test_tasks_of_one_request_do_not_wait_for_each_other(make_manager, mak
     assert gate.is_set()
 
 
+async def test_a_burst_of_short_tasks_runs_on_few_workers_and_none_waits_behind_a_blocked_one(make_manager) -> None:
+    manager = make_manager(concurrency=16)
+    workers: list[int] = []
+    all_ran = asyncio.Event()
+    last_ran = asyncio.Event()
+
+    @manager.task(name="quick")
+    async def quick(n: int, wait_for_last: bool = False) -> None:
+        # Tasks run inline in their worker coroutine: the current task is the worker.
+        workers.append(id(asyncio.current_task()))
+        if wait_for_last:
+            await last_ran.wait()
+        if n == 15:
+            last_ran.set()
+        if len(workers) == 16:
+            all_ran.set()
+
+    async def burst(*, first_waits: bool) -> tuple[set[int], int]:
+        """Sixteen tasks handed over at once: the workers that ran them, and how many were woken."""
+        runner = manager._require_runtime().runner
+        woken_before = runner.wakeups
+        workers.clear()
+        all_ran.clear()
+        last_ran.clear()
+        tasks = ManagedBackgroundTasks(manager)
+        ids = [tasks.add_task(quick, n, wait_for_last=first_waits and n == 0) for n in range(16)]
+        await tasks()  # the hand-over after one response: sixteen jobs at once
+        # Waited for in memory: a flush now would write the rows before their workers claim
+        # them, and claims through the database are not what this test is about.
+        await asyncio.wait_for(all_ran.wait(), timeout=10)
+        woken = runner.wakeups - woken_before
+        for task_id in ids:
+            await wait_for_status(manager, task_id, TaskStatus.SUCCESS, timeout=10)
+        return set(workers), woken
+
+    async with manager.lifespan():
+        await burst(first_waits=False)  # now "quick" is known to be typically short
+        # One woken worker runs them one after another, and one more is woken in case it
+        # blocks. (An asyncio.Queue woke a worker per job, each to find the queue empty.)
+        workers_used, woken = await burst(first_waits=False)
+        assert len(workers_used) <= 2
+        assert woken <= 2
+        # Short as it usually is, the first one now blocks until the last has run: the others
+        # must go on without it, on workers woken one after another.
+        workers_used, woken = await burst(first_waits=True)
+        assert len(workers_used) >= 2
+
+
 async def test_response_is_sent_before_the_task_runs(make_manager, make_app, client_for) -> None:
     manager = make_manager()
     release = asyncio.Event()
