@@ -180,7 +180,7 @@ async def test_a_burst_of_short_tasks_runs_on_few_workers_and_none_waits_behind_
         assert woken <= 2
         # Short as it usually is, the first one now blocks until the last has run: the others
         # must go on without it, on workers woken one after another.
-        workers_used, woken = await burst(first_waits=True)
+        workers_used, _ = await burst(first_waits=True)
         assert len(workers_used) >= 2
 
 

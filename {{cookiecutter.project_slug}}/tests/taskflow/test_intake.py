@@ -22,7 +22,7 @@ from app.taskflow.manager import CancelOutcome
 from app.taskflow.models import utcnow
 from app.taskflow.store import INTAKE_SEQ, Batch, queries
 from app.taskflow.store import leases as lease_sql
-from app.taskflow.store.writes import INTAKE, TASKS, apply_batch
+from app.taskflow.store.writes import INTAKE, TASKS
 
 from .conftest import ADMIN, wait_for_status
 from .test_recovery import dead_local_owner
@@ -142,7 +142,7 @@ async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -
         "updated_at": now,
     }
     batch = Batch(inserts=[running], claims=[written["id"]])
-    result = store.write(lambda c: apply_batch(c, batch, store.statements, owner=manager.owner, now=utcnow()))
+    result = store.apply(batch, owner=manager.owner)
     assert result.claimed == {moved["id"]: 1, written["id"]: 1}
     assert count(manager, INTAKE) == 0
 

@@ -73,7 +73,8 @@ async def test_a_batch_of_hundreds_of_rows_goes_in_whole_in_a_few_statements(dat
     try:
         rows = [task_row(n) for n in range(300)]  # more than a statement's 256 rows, not a power of two
         steps = insert_statements(many.store)
-        inserted = many.store.write(lambda c: many.store.statements.insert_tasks(c, rows))
+        statements = many.store.statements
+        inserted = many.store.write(lambda c: statements.insert_new_rows(c, statements.new_rows(rows)))
         statement = one_by_one.store.statements.insert_task
         for row in rows:
             one_by_one.store.write(lambda c, row=row: one_by_one.store.statements.run(statement, c, [row]))
@@ -97,7 +98,8 @@ async def test_statements_stay_within_the_sqlite_builds_bind_limit(database_url)
         rows = [task_row(n) for n in range(5)]
         steps = insert_statements(manager.store)
 
-        inserted = manager.store.write(lambda c: limited.execute(c, rows, manager.store.statements.encode_time))
+        params = manager.store.statements.new_rows(rows)
+        inserted = manager.store.write(lambda c: limited.execute_params(c, params))
 
         assert inserted == 5
         assert [sql.count("), (") + 1 for sql in steps] == [2, 2, 1]

@@ -94,7 +94,6 @@ class RowsInsert:
         head, values, group = single.sql.partition(" VALUES ")
         if not values or group.count("(") != 1 or not (group.startswith("(") and group.endswith(")")):
             raise ValueError(f"not a one-row INSERT ... VALUES (...): {single.sql!r}")
-        self.single = single
         self._head = head + values
         self._group = group
         fits = max(1, max_binds // len(single.order))
@@ -108,14 +107,9 @@ class RowsInsert:
             text = self._sql[rows] = self._head + ", ".join([self._group] * rows)
         return text
 
-    def execute(
-        self, connection: Connection, rows: Sequence[dict[str, Any]], encode_time: Callable[[datetime], Any]
-    ) -> int:
-        """Insert every row; returns how many the database inserted."""
-        return self.execute_params(connection, [self.single.params(row, encode_time) for row in rows])
-
     def execute_params(self, connection: Connection, params: Sequence[Any]) -> int:
-        """execute() with the rows already in the driver's form (the one-row statement's params())."""
+        """Insert rows already in the driver's form (the one-row statement's params()); returns
+        how many the database inserted."""
         inserted = 0
         start = 0
         while start < len(params):

@@ -128,10 +128,6 @@ class Statements:
             return self._rows_insert.execute_params(connection, params)
         return self.insert_task.execute_params(connection, params)
 
-    def insert_tasks(self, connection: Connection, rows: list[dict[str, Any]]) -> int:
-        """Insert new task rows (every column present); returns how many went in."""
-        return self.insert_new_rows(connection, self.new_rows(rows))
-
     def id_list(self, task_ids: list[Any]) -> Any:
         """Many ids (or seqs) as the value of one bind."""
         return json.dumps(task_ids) if self._ids_as_json else task_ids
@@ -185,15 +181,13 @@ def apply_batch(
     *,
     owner: str,
     now: datetime,
-    new_rows: list[Any] | None = None,
+    new_rows: list[Any],
 ) -> BatchResult:
     """Apply a batch in order: inserts, progress, finishes, then claims (a retry's claim follows its finish).
 
-    `new_rows` is `statements.new_rows(batch.inserts)`, if the caller made it already.
+    `new_rows` is `statements.new_rows(batch.inserts)`, made before the transaction began.
     """
     result = BatchResult()
-    if new_rows is None:
-        new_rows = statements.new_rows(batch.inserts)
     inserts = batch.inserts
     taken_over = _take_from_intake(connection, inserts, statements)
     if taken_over:
