@@ -1,0 +1,65 @@
+"""The benchmark scripts in bench/ still run, at a tiny size, and print their figures.
+
+They are scripts, not timed tests: nothing here checks a speed. It only keeps them working
+as the code they drive changes (each figure in the docs names the command that made it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SERVICE_ROOT = Path(__file__).resolve().parents[1]
+
+NUMBER = r"\d+(\.\d+)?"
+
+BENCHMARKS = {
+    "throughput": (
+        ["bench.throughput_bench", "--requests", "40", "--rounds", "1", "--drain", "200"],
+        [
+            rf"requests persist=False back to back: plain +{NUMBER} req/s \| managed +{NUMBER} req/s \| ratio {NUMBER}",
+            rf"requests persist=True +interleaved : plain +{NUMBER} req/s \| managed +{NUMBER} req/s \| ratio {NUMBER}",
+            rf"floor \(plain \+ 1 SQLite INSERT\+COMMIT per request\) back to back: .* ratio {NUMBER}",
+            rf"drain 200 queued persist=True : plain +{NUMBER} tasks/s \| managed +{NUMBER} tasks/s",
+        ],
+    ),
+    "recovery": (
+        ["bench.recovery_bench", "--tasks", "100", "--rounds", "1", "--no-postgres"],
+        [rf"sqlite +100 tasks, median of 1: first started +{NUMBER} s \| all started +{NUMBER} s"],
+    ),
+    "admin": (
+        ["bench.admin_bench", "--rows", "3000", "--samples", "3"],
+        [rf"stream messages to one client: {NUMBER}/s", rf"message size: mean {NUMBER} B"],
+    ),
+    "writer": (
+        ["bench.writer_bench", "--sizes", "500", "1000", "--batch", "20", "--rounds", "2"],
+        [
+            rf"writer, +500 rows in the table, batches of 20: UUID4 ids +{NUMBER} us/row \| "
+            rf"time-ordered ids +{NUMBER} us/row \| ratio {NUMBER}",
+            r"writer, +1000 rows in the table",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_benchmark_script_runs_and_prints_its_figures(name: str, tmp_path: Path) -> None:
+    module_and_args, expected_lines = BENCHMARKS[name]
+    env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "TMPDIR": str(tmp_path)}
+    finished = subprocess.run(
+        [sys.executable, "-m", *module_and_args],
+        cwd=SERVICE_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a loaded machine; the scripts take seconds at these sizes
+        check=False,
+    )
+    assert finished.returncode == 0, f"{name} benchmark failed:\n{finished.stdout}\n{finished.stderr}"
+    for pattern in expected_lines:
+        assert re.search(pattern, finished.stdout), f"no line matching {pattern!r} in:\n{finished.stdout}"
