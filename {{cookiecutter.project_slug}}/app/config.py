@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     task_shutdown_timeout: float = Field(default=20.0, ge=0)
     task_lease_seconds: float = Field(default=30.0, gt=1)
     task_max_recoveries: int = Field(default=5, ge=1)
+    # Delete finished tasks (and their attempts) this many days after they finished; unset keeps all.
+    task_keep_finished_days: float | None = Field(default=None, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -38,6 +40,11 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @field_validator("task_keep_finished_days", mode="before")
+    @classmethod
+    def _empty_means_keep_all(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("redis_url")
     @classmethod

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shutdown_timeout=settings.task_shutdown_timeout,
         lease_seconds=settings.task_lease_seconds,
         max_recoveries=settings.task_max_recoveries,
+        keep_finished=None if settings.task_keep_finished_days is None else settings.task_keep_finished_days * 86400,
     )
     engine = make_engine(settings.database_url)
 

@@ -36,6 +36,10 @@ BENCHMARKS = {
         ["bench.admin_bench", "--rows", "3000", "--samples", "3"],
         [rf"stream messages to one client: {NUMBER}/s", rf"message size: mean {NUMBER} B"],
     ),
+    "retention": (
+        ["bench.retention_bench", "--sizes", "1200"],
+        [rf"retention, +1200 finished tasks, chunks of 500: median +{NUMBER} ms \| longest +{NUMBER} ms"],
+    ),
     "writer": (
         ["bench.writer_bench", "--sizes", "500", "1000", "--batch", "20", "--rounds", "2"],
         [

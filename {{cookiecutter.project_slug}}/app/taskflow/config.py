@@ -27,6 +27,9 @@ class TaskflowConfig:
     # A persist=False task's row is written when it finishes, or after this many seconds if it
     # has not: short tasks then cost one INSERT, and the dashboard shows the rest within this.
     write_behind: float = 1.0
+    # Finished tasks (success, failed, cancelled, interrupted) older than this many seconds are
+    # deleted, with their attempts, at start and every minute. None keeps every row.
+    keep_finished: float | None = None
     # Carry live events between instances (optional).
     redis_url: str | None = None
     redis_channel: str = "taskflow:events"
@@ -41,6 +44,10 @@ class TaskflowConfig:
         for name in ("shutdown_timeout", "handoff_grace", "write_behind"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+        if self.keep_finished is not None and self.keep_finished <= 0:
+            problems.append(
+                f"keep_finished must be > 0 seconds (or None to keep every task), got {self.keep_finished!r}"
+            )
         if self.poll_interval <= 0:
             problems.append(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
         if problems:

@@ -1,4 +1,4 @@
-"""Everything that exists only while a TaskManager runs: writer, runner, leases, Redis, signals."""
+"""Everything that exists only while a TaskManager runs: writer, runner, leases, retention, Redis, signals."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .context import install_log_capture
 from .events import RedisBridge
 from .leases import LeaseKeeper
+from .retention import Retention
 from .runner import Runner
 from .writer import Writer
 
@@ -50,6 +51,7 @@ class Runtime:
             holds=self._holds,
             runnable=self._runnable_names,
         )
+        self.retention = Retention(manager.store, config.keep_finished)
         self.redis: RedisBridge | None = None
         self._previous_signals: dict[int, Any] = {}
 
@@ -73,6 +75,7 @@ class Runtime:
         await runtime.writer.start()
         await runtime.runner.start()
         await runtime.leases.start()
+        await runtime.retention.start()
         runtime._watch_signals()
         logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
         return runtime
@@ -89,6 +92,7 @@ class Runtime:
                 shutdown_timeout,
             )
         await self.runner.stop()
+        await self.retention.stop()
         await self.leases.stop()
         # With the database down the last writes could wait forever; shutdown must not. What
         # is not written is safe: persisted tasks are recovered when their leases expire.

@@ -1,13 +1,15 @@
 """The task store: SQL tables behind a small set of named operations.
 
 `Store` owns the engines (see engine.py) and runs each operation in its own short transaction.
-Writes of the task lifecycle live in writes.py, lease handling in leases.py, reads in queries.py.
+Writes of the task lifecycle live in writes.py, lease handling in leases.py, reads in queries.py,
+and the deletion of old finished tasks in retention.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Index, insert, update
@@ -17,7 +19,7 @@ from sqlalchemy.schema import DropIndex
 from sqlmodel import Session
 
 from ..models import RETIRED_INDEXES, TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
-from . import leases, queries
+from . import leases, queries, retention
 from .engine import Database, open_database
 from .queries import TaskFilter
 from .writes import INTAKE_SEQ, TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
@@ -145,6 +147,10 @@ class Store:
             .values(cancel_requested=True, updated_at=utcnow())
         )
         return self.write(lambda c: c.execute(statement).rowcount == 1)
+
+    def delete_finished_before(self, cutoff: datetime, *, limit: int) -> int:
+        """Delete up to `limit` of the oldest tasks finished before `cutoff` (see retention.py)."""
+        return self.write(lambda c: retention.delete_finished_before(c, cutoff=cutoff, limit=limit))
 
     def add_audit(self, *, actor: str, action: str, task_id: str | None, detail: str | None = None) -> None:
         row = {"at": utcnow(), "actor": actor, "action": action, "task_id": task_id, "detail": detail}

@@ -1,0 +1,36 @@
+"""Settings that reach the task manager: retention in days, and what an empty value means."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.main import create_app
+from app.tasks import task_manager
+
+
+def test_keep_finished_days_reach_the_task_manager_in_seconds(settings: Settings) -> None:
+    try:
+        create_app(settings.model_copy(update={"task_keep_finished_days": 2.5}))
+        assert task_manager.config.keep_finished == 2.5 * 86400
+    finally:
+        task_manager.configure(keep_finished=None)  # the module's manager is shared by later tests
+
+
+def test_unset_keep_finished_days_keep_every_task(settings: Settings) -> None:
+    create_app(settings)
+    assert settings.task_keep_finished_days is None
+    assert task_manager.config.keep_finished is None
+
+
+def test_an_empty_keep_finished_days_in_the_environment_keeps_every_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASK_KEEP_FINISHED_DAYS", "")
+    assert Settings(_env_file=None).task_keep_finished_days is None  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("days", ["0", "-1"])
+def test_keep_finished_days_must_be_positive(monkeypatch: pytest.MonkeyPatch, days: str) -> None:
+    monkeypatch.setenv("TASK_KEEP_FINISHED_DAYS", days)
+    with pytest.raises(ValidationError, match="task_keep_finished_days"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
