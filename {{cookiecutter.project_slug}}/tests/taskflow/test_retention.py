@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select
 
-from app.taskflow import TaskManager, TaskStatus
+from app.taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
 from app.taskflow import retention as retention_module
 from app.taskflow.models import utcnow
 from app.taskflow.retention import Retention
 from app.taskflow.store.writes import ATTEMPTS, TASKS
 
-from .conftest import eventually
+from .conftest import eventually, wait_for_status
 
 HOUR = timedelta(hours=1)
 FINISHED = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED)
 
 
-def plant(manager: TaskManager, status: TaskStatus, *, age: timedelta, attempts: int = 0) -> str:
+def plant(manager: TaskManager, status: TaskStatus, *, age: timedelta, attempts: int = 0, **values: Any) -> str:
     """A task row created `age` ago (finished then too, if its status is final); returns its id."""
     at = utcnow() - age
     task_id = str(uuid.uuid4())
@@ -39,6 +39,7 @@ def plant(manager: TaskManager, status: TaskStatus, *, age: timedelta, attempts:
         "updated_at": at,
         "started_at": at,
         "finished_at": at if status in FINISHED else None,
+        **values,
     }
     attempt_rows = [
         {"task_id": task_id, "number": n, "status": TaskStatus.FAILED.value, "started_at": at, "finished_at": at}
@@ -143,3 +144,22 @@ def test_the_cutoff_compares_as_a_moment_whatever_its_time_zone(make_manager) ->
 
     assert manager.store.delete_finished_before(cutoff, limit=10) == 1
     assert task_ids(manager) == {recent}
+
+
+async def test_an_idempotency_key_is_free_again_once_its_task_is_deleted(make_manager) -> None:
+    manager = make_manager()
+    old = plant(manager, TaskStatus.SUCCESS, age=2 * HOUR, idempotency_key="order-1")
+
+    @manager.task(name="job")
+    async def job() -> None:
+        return None
+
+    async with manager.lifespan():
+        tasks = ManagedBackgroundTasks(manager)
+        assert tasks.options(idempotency_key="order-1").add_task(job) == old  # still remembered
+        assert manager.store.delete_finished_before(utcnow() - HOUR, limit=10) == 1
+        again = ManagedBackgroundTasks(manager)
+        fresh = again.options(idempotency_key="order-1").add_task(job)
+        await again()
+        await wait_for_status(manager, fresh, TaskStatus.SUCCESS)
+    assert fresh != old
