@@ -41,11 +41,11 @@ BENCHMARKS = {
         [rf"retention, +1200 finished tasks, chunks of 500: median +{NUMBER} ms \| longest +{NUMBER} ms"],
     ),
     "writer": (
-        ["bench.writer_bench", "--sizes", "500", "1000", "--batch", "20", "--rounds", "2"],
+        ["bench.writer_bench", "--sizes", "500", "1000", "--batch", "20", "--rounds", "2", "--no-postgres"],
         [
-            rf"writer, +500 rows in the table, batches of 20: UUID4 ids +{NUMBER} us/row \| "
+            rf"writer sqlite, +500 rows in the table, batches of 20: UUID4 ids +{NUMBER} us/row \| "
             rf"time-ordered ids +{NUMBER} us/row \| ratio {NUMBER}",
-            r"writer, +1000 rows in the table",
+            r"writer sqlite, +1000 rows in the table",
         ],
     ),
 }
