@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from app.taskflow.models import TaskStatus, utcnow
 from app.taskflow.store import open_store
 from app.taskflow.store.writes import TASKS
 
-from .taskflow.procs import SERVICE_ROOT, free_port, wait_until
+from .taskflow.procs import SERVICE_ROOT, end_process, free_port, wait_until
 
 
 def finished_task(age: timedelta) -> dict[str, object]:
@@ -72,11 +71,5 @@ def test_the_service_deletes_tasks_that_finished_before_its_retention_period(tmp
         )
         assert process.poll() is None, f"the service exited:\n{log.read_text()[-3000:]}"
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process)
     assert task_ids() == {recent["id"]}

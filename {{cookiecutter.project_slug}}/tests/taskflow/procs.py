@@ -43,6 +43,17 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float 
         time.sleep(interval)
 
 
+def end_process(process: subprocess.Popen[bytes], *, grace: float = 30.0) -> None:
+    """Cleanup of a server a test started: SIGTERM, and SIGKILL if it is still there after `grace` s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

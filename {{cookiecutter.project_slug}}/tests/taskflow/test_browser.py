@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .procs import SERVICE_ROOT, free_port, wait_until
+from .procs import SERVICE_ROOT, end_process, free_port, wait_until
 from .services import require_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -76,13 +76,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         wait_until(running.healthy, timeout=60, what="the service answers /healthz")
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process)
 
 
 @pytest.fixture
