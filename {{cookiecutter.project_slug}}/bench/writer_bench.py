@@ -31,8 +31,9 @@ from app.taskflow.models import TaskRecord, TaskStatus, utcnow
 from app.taskflow.store import Batch, Store, open_store
 from tests.taskflow.services import postgres_database, postgres_reachable
 
+from .recovery_bench import DEFAULT_POSTGRES
+
 OWNER = "bench-host:1:writer"
-DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 GROW_BATCH = 5000
 
 

@@ -1,11 +1,11 @@
 """Retention (`keep_finished`): old finished tasks are deleted with their attempts, on both engines.
 
-Rows are planted straight in the tables with the ages and states the tests need.
+Rows are planted straight in the tables (through test_recovery's `plant`) with the ages and
+states the tests need.
 """
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -19,39 +19,25 @@ from app.taskflow.retention import Retention
 from app.taskflow.store.writes import ATTEMPTS, TASKS
 
 from .conftest import eventually, wait_for_status
+from .test_recovery import plant as plant_rows
 
 HOUR = timedelta(hours=1)
 FINISHED = (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.INTERRUPTED)
 
 
 def plant(manager: TaskManager, status: TaskStatus, *, age: timedelta, attempts: int = 0, **values: Any) -> str:
-    """A task row created `age` ago (finished then too, if its status is final); returns its id."""
+    """A task row created `age` ago (finished then too, if its status is final), with `attempts`
+    failed attempt rows; returns its id."""
     at = utcnow() - age
-    task_id = str(uuid.uuid4())
-    row: dict[str, Any] = {
-        "id": task_id,
-        "name": "job",
-        "status": status.value,
-        "arguments": '{"args":[],"kwargs":{}}',
-        "attempt": max(attempts, 1),
-        "owner": "elsewhere:1:gone0000",
-        "created_at": at,
-        "updated_at": at,
-        "started_at": at,
-        "finished_at": at if status in FINISHED else None,
-        **values,
-    }
+    finished_at = at if status in FINISHED else None
+    times = {"created_at": at, "updated_at": at, "started_at": at, "finished_at": finished_at}
+    [task_id] = plant_rows(manager, "job", status=status.value, attempt=max(attempts, 1), **times, **values)
     attempt_rows = [
         {"task_id": task_id, "number": n, "status": TaskStatus.FAILED.value, "started_at": at, "finished_at": at}
         for n in range(1, attempts + 1)
     ]
-
-    def write(connection: Any) -> None:
-        connection.execute(insert(TASKS), [row])
-        if attempt_rows:
-            connection.execute(insert(ATTEMPTS), attempt_rows)
-
-    manager.store.write(write)
+    if attempt_rows:
+        manager.store.write(lambda c: c.execute(insert(ATTEMPTS), attempt_rows))
     return task_id
 
 
