@@ -13,7 +13,7 @@ DEMO_SLUG := my-service
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k bad_answer"`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint browser clean
+.PHONY: demo test lint tools browser clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -35,22 +35,29 @@ demo: $(DEMO_STAMP)
 		--output-dir $(DEMO_DIR) project_slug=$(DEMO_SLUG)
 	$(MAKE) -C $(DEMO_DIR)/$(DEMO_SLUG) run
 
-# Browser tests use Debian's chromium, never a browser downloaded by Playwright.
-browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
+# System packages some tests use, from Debian when missing and we are root: chromium for the
+# browser tests (never a browser downloaded by Playwright), valgrind for the smoke test of
+# bench/instructions_bench.py.
+tools:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	else \
-		echo "note: /usr/bin/chromium is missing and we are not root: browser tests will skip" \
-			"(install it with: sudo apt-get install chromium)"; \
+		echo "note: missing:$$missing, and we are not root: the tests that need them will skip" \
+			"(install with: sudo apt-get install$$missing)"; \
 	fi
+
+browser: tools
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
 # The browser test's screenshot lands here (kept after the baked folders are gone).
 test: export TEST_ARTIFACTS_DIR ?= $(CURDIR)/test-artifacts
-test: $(TEST_STAMP) browser lint
+test: $(TEST_STAMP) tools lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

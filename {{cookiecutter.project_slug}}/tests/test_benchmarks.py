@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .taskflow.services import require_service
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +29,15 @@ BENCHMARKS = {
             rf"requests persist=True +interleaved : plain +{NUMBER} req/s \| managed +{NUMBER} req/s \| ratio {NUMBER}",
             rf"floor \(plain \+ 1 SQLite INSERT\+COMMIT per request\) back to back: .* ratio {NUMBER}",
             rf"drain 200 queued persist=True : plain +{NUMBER} tasks/s \| managed +{NUMBER} tasks/s",
+        ],
+    ),
+    "instructions": (
+        ["bench.instructions_bench", "--requests", "20"],
+        [
+            r"instructions per request, plain: [\d,]+ \(20 requests",
+            rf"instructions per request, managed persist=False: [\d,]+ \| ratio to plain {NUMBER}",
+            rf"instructions per request, managed persist=True: [\d,]+ \| ratio to plain {NUMBER}",
+            rf"instructions per request, floor .*: [\d,]+ \| ratio to plain {NUMBER}",
         ],
     ),
     "recovery": (
@@ -54,6 +66,8 @@ BENCHMARKS = {
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_benchmark_script_runs_and_prints_its_figures(name: str, tmp_path: Path) -> None:
     module_and_args, expected_lines = BENCHMARKS[name]
+    if name == "instructions":
+        require_service("valgrind", shutil.which("valgrind") is not None, "apt-get install valgrind")
     env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "TMPDIR": str(tmp_path)}
     finished = subprocess.run(
         [sys.executable, "-m", *module_and_args],
