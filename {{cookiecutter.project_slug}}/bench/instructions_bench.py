@@ -1,6 +1,6 @@
 """Instructions per request, counted by valgrind: the throughput ratio without the machine's noise.
 
-    python -m bench.instructions_bench [--requests 300]
+    python -m bench.instructions_bench [--requests 300] [--apps persist=False persist=True floor]
 
 On a shared machine, wall-clock rounds of throughput_bench move by a tenth of the ratio from
 run to run. valgrind's callgrind counts the instructions the process executes instead, and
@@ -125,6 +125,10 @@ def instructions(app_name: str, requests: int, folder: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
+    others = [name for name in APPS if name != "plain"]
+    parser.add_argument(
+        "--apps", nargs="+", choices=others, default=others, help="the apps to count besides plain (default: all)"
+    )
     parser.add_argument("--child", choices=sorted(APPS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -135,9 +139,11 @@ def main() -> None:
     if missing:
         raise SystemExit(f"needs {' and '.join(missing)} on PATH: apt-get install valgrind")
     with tempfile.TemporaryDirectory() as folder:
-        per_request = {name: instructions(name, args.requests, Path(folder)) / args.requests for name in APPS}
+        names = ["plain", *args.apps]
+        per_request = {name: instructions(name, args.requests, Path(folder)) / args.requests for name in names}
     plain = per_request["plain"]
-    for name, label in APPS.items():
+    for name in names:
+        label = APPS[name]
         figure = f"instructions per request, {label}: {per_request[name]:,.0f}"
         if name != "plain":
             figure += f" | ratio to plain {plain / per_request[name]:.3f}"
