@@ -123,6 +123,13 @@ def test_bad_manager_settings_are_refused_with_the_setting_named() -> None:
         TaskManager(database_url="mysql://x/y").store  # noqa: B018
 
 
+@pytest.mark.parametrize("url", ["", "tasks.db", "sqlite:/tasks.db"])
+def test_a_database_url_that_is_not_a_url_is_refused_with_the_forms_that_work(url: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a database URL; use sqlite:///path/to/tasks.db") as refused:
+        TaskManager(database_url=url).store  # noqa: B018
+    assert repr(url) in str(refused.value)
+
+
 def test_a_task_name_used_twice_is_refused() -> None:
     manager = TaskManager()
 

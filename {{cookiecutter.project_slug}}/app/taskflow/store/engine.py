@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 logger = logging.getLogger("taskflow.store")
@@ -306,7 +306,13 @@ class PostgresDatabase(Database):
 
 def open_database(database_url: str | None) -> Database:
     """Pick the database class from the URL; None gives the in-memory store."""
-    url = make_url(database_url or "sqlite://")
+    try:
+        url = make_url("sqlite://" if database_url is None else database_url)
+    except ArgumentError as error:
+        raise ValueError(
+            f"taskflow: database_url {database_url!r} is not a database URL; use sqlite:///path/to/tasks.db, "
+            "postgresql+psycopg://user:password@host/dbname, or None for an in-memory store"
+        ) from error
     backend = url.get_backend_name()
     if backend == "sqlite":
         bind_none_and_bool_directly()
