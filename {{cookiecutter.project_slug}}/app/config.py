@@ -6,6 +6,8 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _use_psycopg_driver(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "DATABASE_URL is not a database URL; use sqlite:///./data/app.db (a file) or "
+                "postgresql+psycopg://user:password@host:5432/dbname"
+            ) from None
         # "postgres://" and "postgresql://" would pick psycopg2, which is not installed.
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):

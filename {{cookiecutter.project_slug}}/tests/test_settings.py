@@ -1,4 +1,4 @@
-"""Settings that reach the task manager: retention in days, and what an empty value means."""
+"""Settings that reach the task manager, what an empty value means, and values that are refused."""
 
 from __future__ import annotations
 
@@ -34,3 +34,17 @@ def test_keep_finished_days_must_be_positive(monkeypatch: pytest.MonkeyPatch, da
     monkeypatch.setenv("TASK_KEEP_FINISHED_DAYS", days)
     with pytest.raises(ValidationError, match="task_keep_finished_days"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("url", ["", "data/app.db"])
+def test_a_database_url_that_is_not_a_url_is_refused_with_the_forms_that_work(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(ValidationError, match=r"database_url[\s\S]*DATABASE_URL is not a database URL; use sqlite:///"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_postgres_url_gets_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://app@db:5432/app")
+    assert Settings(_env_file=None).database_url == "postgresql+psycopg://app@db:5432/app"  # type: ignore[call-arg]
