@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.throughput_bench import drive, floor_app, managed_app, noop, plain_app, succeeded
+from bench.throughput_bench import check_all_succeeded, drive, floor_app, managed_app, noop, plain_app, succeeded
 
 APPS = {
     "plain": "plain",
@@ -89,10 +89,7 @@ async def counted_round(app_name: str, requests: int, folder: Path) -> None:
             await drive(app, requests, CONCURRENCY)
             await manager.wait_idle(timeout=3600)
             count(False)
-            # Checked outside the count, as throughput_bench checks it outside the clock.
-            done = await asyncio.to_thread(succeeded, manager) - before
-            if done != requests:
-                raise SystemExit(f"only {done} of {requests} tasks reached SUCCESS")
+            await check_all_succeeded(manager, before, requests)  # outside the count
 
 
 def instructions(app_name: str, requests: int, folder: Path) -> int:

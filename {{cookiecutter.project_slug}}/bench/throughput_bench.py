@@ -131,10 +131,15 @@ async def timed_managed(
     await drive(app, requests, concurrency, interleave)
     await manager.wait_idle(timeout=300)
     elapsed = time.perf_counter() - start
+    await check_all_succeeded(manager, before, requests)
+    return requests / elapsed
+
+
+async def check_all_succeeded(manager: TaskManager, before: int, requests: int) -> None:
+    """Exit unless `requests` more tasks reached SUCCESS than `before` (checked off the clock)."""
     done = await asyncio.to_thread(succeeded, manager) - before
     if done != requests:
         raise SystemExit(f"only {done} of {requests} tasks reached SUCCESS")
-    return requests / elapsed
 
 
 async def request_throughput(persist: bool, args: argparse.Namespace, folder: Path, interleave: bool) -> None:
