@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _use_psycopg_driver(cls, value: str) -> str:
+    def _a_url_with_the_installed_driver(cls, value: str) -> str:
         try:
             make_url(value)
         except ArgumentError:

@@ -26,7 +26,7 @@ def no_adapters() -> Iterator[None]:
     sqlite3.adapters.update(saved)
 
 
-def open_and_close(url: str) -> None:
+def open_and_close(url: str | None) -> None:
     open_database(url).dispose()
 
 
@@ -52,7 +52,7 @@ def test_none_and_bool_still_bind_as_null_and_integers(no_adapters: None, tmp_pa
 
 def test_the_in_memory_store_registers_them_too(no_adapters: None) -> None:
     open_and_close("sqlite://")
-    open_database(None).dispose()
+    open_and_close(None)
 
     assert all(key in sqlite3.adapters for key in KEYS) == (sys.version_info < (3, 12))
 
