@@ -4,6 +4,7 @@
     python -m bench.throughput_bench --per-task     # microseconds per task of each step
     python -m bench.throughput_bench --compare-intake --rounds 7  # SQLite's intake on and off
     python -m bench.throughput_bench --interleave   # only the interleaved rounds (see below)
+    python -m bench.throughput_bench --drain-only   # only the drain of 10,000 queued tasks
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike.
@@ -18,7 +19,9 @@ specifies it. For the managed app the clock stops only when every enqueued
 task has reached SUCCESS in the database. Prints req/s of each and the ratio managed/plain,
 for persist=False and persist=True (SQLite file); then the floor for persist=True measured the
 same way (plain BackgroundTasks plus one SQLite INSERT and COMMIT per request); then tasks
-drained per second for 10,000 queued no-op tasks against plain BackgroundTasks.
+drained per second for 10,000 queued no-op tasks against plain BackgroundTasks, with the
+longest time the event loop went without a turn for anything else meanwhile (a request
+arriving during the drain waits that long).
 """
 
 from __future__ import annotations
@@ -182,13 +185,42 @@ def _drive_label(interleave: bool) -> str:
     return "interleaved " if interleave else "back to back"
 
 
+class LoopWatch:
+    """The longest the event loop went without giving a turn to another coroutine (a request's),
+    while it is entered: a coroutine that yields at every turn notes the gaps between them."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._stop = False
+
+    async def _watch(self) -> None:
+        last = time.perf_counter()
+        while not self._stop:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.create_task(self._watch())
+        await asyncio.sleep(0)  # its first turn, so the clock starts now
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._stop = True
+        assert self._task is not None
+        await self._task
+
+
 async def drain_rate(count: int, folder: Path) -> None:
     plain_tasks = BackgroundTasks()
     for _ in range(count):
         plain_tasks.add_task(noop)
-    start = time.perf_counter()
-    await plain_tasks()
-    plain = count / (time.perf_counter() - start)
+    async with LoopWatch() as plain_watch:
+        start = time.perf_counter()
+        await plain_tasks()
+        plain = count / (time.perf_counter() - start)
 
     for persist in (False, True):
         manager = TaskManager(database_url=f"sqlite:///{folder / f'drain-{persist}.db'}")
@@ -197,10 +229,11 @@ async def drain_rate(count: int, folder: Path) -> None:
             tasks = ManagedBackgroundTasks(manager)
             for _ in range(count):
                 tasks.add_task(task)
-            start = time.perf_counter()
-            await tasks()
-            await manager.wait_idle(timeout=300)
-            managed = count / (time.perf_counter() - start)
+            async with LoopWatch() as watch:
+                start = time.perf_counter()
+                await tasks()
+                await manager.wait_idle(timeout=300)
+                managed = count / (time.perf_counter() - start)
             done = await asyncio.to_thread(succeeded, manager)
         manager.store.dispose()
         if done != count:
@@ -208,7 +241,8 @@ async def drain_rate(count: int, folder: Path) -> None:
         label = "persist=True " if persist else "persist=False"
         print(
             f"drain {count} queued {label}: plain {plain:8.0f} tasks/s | managed {managed:8.0f} tasks/s "
-            f"| ratio {managed / plain:.2f}"
+            f"| ratio {managed / plain:.2f} | longest event-loop stall: plain {plain_watch.longest * 1e3:.1f} ms, "
+            f"managed {watch.longest * 1e3:.1f} ms"
         )
 
 
@@ -283,6 +317,7 @@ async def main() -> None:
     parser.add_argument("--drain", type=int, default=10_000)
     parser.add_argument("--interleave", action="store_true", help="only the interleaved drive (no drain)")
     parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
+    parser.add_argument("--drain-only", action="store_true", help="only the drain of --drain queued tasks")
     parser.add_argument(
         "--compare-intake", action="store_true", help="only persist=True with and without the intake, and the floor"
     )
@@ -293,6 +328,9 @@ async def main() -> None:
             return
         if args.compare_intake:
             await intake_comparison(args, Path(folder))
+            return
+        if args.drain_only:
+            await drain_rate(args.drain, Path(folder))
             return
         for interleave in (True,) if args.interleave else (False, True):
             for persist in (False, True):

@@ -28,7 +28,8 @@ BENCHMARKS = {
             rf"requests persist=False back to back: plain +{NUMBER} req/s \| managed +{NUMBER} req/s \| ratio {NUMBER}",
             rf"requests persist=True +interleaved : plain +{NUMBER} req/s \| managed +{NUMBER} req/s \| ratio {NUMBER}",
             rf"floor \(plain \+ 1 SQLite INSERT\+COMMIT per request\) back to back: .* ratio {NUMBER}",
-            rf"drain 200 queued persist=True : plain +{NUMBER} tasks/s \| managed +{NUMBER} tasks/s",
+            rf"drain 200 queued persist=True : plain +{NUMBER} tasks/s \| managed +{NUMBER} tasks/s \| ratio {NUMBER} "
+            rf"\| longest event-loop stall: plain {NUMBER} ms, managed {NUMBER} ms",
         ],
     ),
     "instructions": (
