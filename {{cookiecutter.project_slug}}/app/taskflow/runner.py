@@ -47,7 +47,7 @@ AHEAD_BELOW = 0.002
 # A worker that has run this many jobs in a row without the event loop getting a turn (short
 # async tasks never suspend) yields once, so requests, the writer and the heartbeats run
 # meanwhile. Without it a backlog of 10,000 no-op tasks held the loop for 83-98 ms at a stretch;
-# with it, 14-25 (bench.throughput_bench --drain-only). A yield costs a loop turn per 32 jobs.
+# with it, 14-36 (bench.throughput_bench --drain-only). A yield costs a loop turn per 32 jobs.
 YIELD_EVERY = 32
 
 # A member's .value is a descriptor call; a dict lookup is a tenth of it (read twice a task).
