@@ -46,8 +46,8 @@ AHEAD_BELOW = 0.002
 
 # A worker that has run this many jobs in a row without the event loop getting a turn (short
 # async tasks never suspend) yields once, so requests, the writer and the heartbeats run
-# meanwhile. Without it a backlog of 10,000 no-op tasks held the loop for 83-98 ms at a stretch;
-# with it, 14-36 (bench.throughput_bench --drain-only). A yield costs a loop turn per 32 jobs.
+# meanwhile. While it yields, the other workers leave the queue to it (see _work): otherwise
+# every worker woken for the backlog ran its own 32 jobs in the same loop turn.
 YIELD_EVERY = 32
 
 # A member's .value is a descriptor call; a dict lookup is a tenth of it (read twice a task).
@@ -89,6 +89,7 @@ class Runner:
         self._jobs: deque[Job] = deque()
         self._sleepers: deque[asyncio.Future[None]] = deque()
         self._waking = False  # a sleeper was woken and has not looked at the jobs yet
+        self._pausing = 0  # workers yielding the loop a turn mid-backlog (YIELD_EVERY)
         #: Sleeping workers woken so far (tests and diagnostics).
         self.wakeups = 0
         self._workers: list[asyncio.Task[None]] = []
@@ -222,10 +223,17 @@ class Runner:
         while True:
             if in_a_row >= YIELD_EVERY:
                 in_a_row = 0
-                await asyncio.sleep(0)
+                self._pausing += 1
+                try:
+                    await asyncio.sleep(0)
+                finally:
+                    self._pausing -= 1
             if ahead:
                 job, claim = ahead.popleft()
-            elif self._jobs:
+            elif self._jobs and not self._pausing:
+                # (While a worker yields mid-backlog, the queue waits for it: it is not blocked,
+                # and it carries on after this loop turn. A worker blocked in a job does not
+                # count as pausing, so the others still take the jobs behind it.)
                 job, claim = self._jobs.popleft(), None
                 if self._jobs:
                     # More wait: a sleeper takes the next if this job keeps us (no job waits

@@ -1,4 +1,4 @@
-"""A backlog of short tasks: the event loop keeps its turns while a worker runs them.
+"""A backlog of short tasks: the event loop keeps its turns while workers run them.
 
 Short async tasks never suspend, so a worker with a queue behind it would run them all in one
 go: nothing else on the loop (requests, the writer, heartbeats) would run until the backlog was
@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from app.taskflow import ManagedBackgroundTasks
 from app.taskflow.runner import YIELD_EVERY
 
 
-async def test_a_worker_with_a_backlog_of_short_tasks_lets_the_event_loop_run_between_them(make_manager) -> None:
-    manager = make_manager(concurrency=1)  # one worker runs the whole backlog
+@pytest.mark.parametrize("workers", [1, 8])
+async def test_a_backlog_of_short_tasks_lets_the_event_loop_run_every_few_of_them(make_manager, workers: int) -> None:
+    # With several workers, each woken for the backlog, it is still a few jobs per loop turn in
+    # all, not a few per worker.
+    manager = make_manager(concurrency=workers)
     ran: list[int] = []
 
     @manager.task(name="tick")
