@@ -228,6 +228,10 @@ class Runner:
                     await asyncio.sleep(0)
                 finally:
                     self._pausing -= 1
+                if self._jobs:
+                    # A sleeper woken meanwhile went back to sleep: wake one again, so that one
+                    # is on its way should the next job (say, one claimed ahead) block.
+                    self._wake_sleeper()
             if ahead:
                 job, claim = ahead.popleft()
             elif self._jobs and not self._pausing:
