@@ -85,7 +85,7 @@ async def counted_round(app_name: str, requests: int, folder: Path) -> None:
     async with app.router.lifespan_context(app):
         # The writer's flush interval too (50 ms, not a setting): at full speed a round's tasks
         # finish within one interval and go in one batch; under valgrind, once workers yield to
-        # the loop every 32 jobs, the writer would flush a dozen times meanwhile.
+        # the loop every 32 jobs, the writer would flush many times meanwhile.
         manager._require_runtime().writer._interval = 600.0
         for counted in (False, True):
             before = await asyncio.to_thread(succeeded, manager)
