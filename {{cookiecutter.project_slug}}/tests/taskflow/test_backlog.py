@@ -14,6 +14,8 @@ import pytest
 from app.taskflow import ManagedBackgroundTasks
 from app.taskflow.runner import YIELD_EVERY
 
+from .conftest import eventually
+
 
 @pytest.mark.parametrize("workers", [1, 8])
 async def test_a_backlog_of_short_tasks_lets_the_event_loop_run_every_few_of_them(make_manager, workers: int) -> None:
@@ -46,3 +48,55 @@ async def test_a_backlog_of_short_tasks_lets_the_event_loop_run_every_few_of_the
     assert sorted(ran) == list(range(backlog))
     longest_run_without_a_turn = max(b - a for a, b in zip([0, *seen], [*seen, backlog], strict=True))
     assert longest_run_without_a_turn <= YIELD_EVERY
+
+
+async def test_a_job_that_blocks_right_after_its_worker_yielded_holds_back_none_of_the_queue(make_manager) -> None:
+    """While a worker yields mid-backlog, a worker that finishes its own job goes back to sleep
+    instead of taking from the queue. If the yielding worker's next job, one it claimed ahead,
+    then blocks, the sleeper must be woken again to take the rest of the queue."""
+    manager = make_manager(concurrency=2)
+    release_first, release_blocked = asyncio.Event(), asyncio.Event()
+    ran: list[int] = []
+    state = {"armed": False, "blocked": False}
+    runner = None
+
+    @manager.task(name="step")
+    async def step(n: int, hold: bool = False) -> None:
+        if hold:  # keeps one worker busy, so the other claims jobs ahead while it runs the backlog
+            await release_first.wait()
+            state["armed"] = True  # this worker now goes back to sleep: the other one yields
+        elif state["armed"] and not state["blocked"] and runner is not None and runner._idle_workers:
+            state["blocked"] = True  # the first job after that, one claimed ahead, blocks
+            await release_blocked.wait()
+        ran.append(n)
+
+    async with manager.lifespan():
+        runner = manager._require_runtime().runner
+        learn = ManagedBackgroundTasks(manager)
+        for n in range(-5, 0):
+            learn.add_task(step, n)
+        await learn()
+        await manager.wait_idle()  # step is now known to be short: jobs are claimed ahead
+
+        first = ManagedBackgroundTasks(manager)
+        first.add_task(step, 0, hold=True)
+        await first()
+        backlog = ManagedBackgroundTasks(manager)
+        for n in range(1, 10 * YIELD_EVERY):
+            backlog.add_task(step, n)
+
+        async def release_when_the_other_worker_yields() -> None:
+            await eventually(lambda: runner._pausing > 0, timeout=30, interval=0)
+            release_first.set()
+
+        releaser = asyncio.create_task(release_when_the_other_worker_yields())
+        await backlog()
+        try:
+            await releaser
+            # Every job but the blocked one finishes while it blocks.
+            await eventually(lambda: len(ran) == 10 * YIELD_EVERY - 1 + 5, timeout=20)
+            assert state["blocked"]
+        finally:
+            release_blocked.set()
+        await manager.wait_idle()
+    assert sorted(ran) == list(range(-5, 10 * YIELD_EVERY))
