@@ -70,10 +70,11 @@ async def test_a_job_that_blocks_right_after_its_worker_yielded_holds_back_none_
             await release_blocked.wait()
         ran.append(n)
 
+    learned, queued = range(-5, 0), range(1, 10 * YIELD_EVERY)  # and step 0, which holds
     async with manager.lifespan():
         runner = manager._require_runtime().runner
         learn = ManagedBackgroundTasks(manager)
-        for n in range(-5, 0):
+        for n in learned:
             learn.add_task(step, n)
         await learn()
         await manager.wait_idle()  # step is now known to be short: jobs are claimed ahead
@@ -82,7 +83,7 @@ async def test_a_job_that_blocks_right_after_its_worker_yielded_holds_back_none_
         first.add_task(step, 0, hold=True)
         await first()
         backlog = ManagedBackgroundTasks(manager)
-        for n in range(1, 10 * YIELD_EVERY):
+        for n in queued:
             backlog.add_task(step, n)
 
         async def release_when_the_other_worker_yields() -> None:
@@ -94,9 +95,9 @@ async def test_a_job_that_blocks_right_after_its_worker_yielded_holds_back_none_
         try:
             await releaser
             # Every job but the blocked one finishes while it blocks.
-            await eventually(lambda: len(ran) == 10 * YIELD_EVERY - 1 + 5, timeout=20)
+            await eventually(lambda: len(ran) == len(learned) + 1 + len(queued) - 1, timeout=20)
             assert state["blocked"]
         finally:
             release_blocked.set()
         await manager.wait_idle()
-    assert sorted(ran) == list(range(-5, 10 * YIELD_EVERY))
+    assert sorted(ran) == [*learned, 0, *queued]
