@@ -2,8 +2,9 @@
 
     python -m bench.throughput_bench [--requests 3000] [--rounds 5] [--concurrency 16]
     python -m bench.throughput_bench --per-task     # microseconds per task of each step
-    python -m bench.throughput_bench --compare-intake --rounds 7  # SQLite's intake on and off
-    python -m bench.throughput_bench --interleave   # only the interleaved rounds (see below)
+    python -m bench.throughput_bench --compare-intake --rounds 7  # persist=True's commit: with, without
+    python -m bench.throughput_bench --interleave   # only the interleaved rounds (see below);
+                                                    # with --compare-intake, its rounds interleaved
     python -m bench.throughput_bench --drain-only   # only the drain of 10,000 queued tasks
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
@@ -282,16 +283,25 @@ async def per_task_costs(count: int, rounds: int, folder: Path) -> None:
 
 
 async def intake_comparison(args: argparse.Namespace, folder: Path) -> None:
-    """persist=True with and without SQLite's intake, and the floor, in the same alternating rounds.
+    """persist=True with and without SQLite's intake, and without its commit; the floor and
+    persist=False; all in the same alternating rounds.
 
     Machine noise on a shared host moves every ratio by several hundredths from run to run; in
     one process and one set of rounds it moves them together, so the difference stands out.
+    "no commit" is persist=True with the intake's INSERT and COMMIT in the request left out
+    (and so the intake row's delete in the writer): the row is not durable until the writer
+    writes it, as for persist=False. A measurement only, never a mode: it shows what the one
+    commit the issue requires costs in this harness, against what the floor's commit costs.
     """
     variants: dict[str, tuple[TaskManager, FastAPI]] = {}
-    for label, intake in (("intake", True), ("no intake", False)):
-        manager = TaskManager(database_url=f"sqlite:///{folder / f'compare-{intake}.db'}")
+    for number, (label, intake, persist) in enumerate(
+        (("intake", True, True), ("no intake", False, True), ("no commit", True, True), ("persist=False", True, False))
+    ):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'compare-{number}.db'}")
         manager.store.database.uses_intake = intake  # type: ignore[misc]
-        variants[label] = (manager, managed_app(manager, manager.task(name="noop", persist=True)(noop)))
+        if label == "no commit":
+            manager.store.insert_intake = _not_committed  # type: ignore[method-assign]
+        variants[label] = (manager, managed_app(manager, manager.task(name="noop", persist=persist)(noop)))
     floor = floor_app(folder / "compare-floor.db")
     rates: dict[str, list[float]] = {"plain": [], "floor": [], **{label: [] for label in variants}}
     async with contextlib.AsyncExitStack() as stack:
@@ -299,16 +309,23 @@ async def intake_comparison(args: argparse.Namespace, folder: Path) -> None:
             await stack.enter_async_context(app.router.lifespan_context(app))
             await timed_managed(manager, app, 200, args.concurrency)
         await timed_plain(200, args.concurrency, floor)
+        interleave = args.interleave
         for _ in range(args.rounds):
-            rates["plain"].append(await timed_plain(args.requests, args.concurrency))
-            rates["floor"].append(await timed_plain(args.requests, args.concurrency, floor))
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            rates["floor"].append(await timed_plain(args.requests, args.concurrency, floor, interleave))
             for label, (manager, app) in variants.items():
-                rates[label].append(await timed_managed(manager, app, args.requests, args.concurrency))
+                rates[label].append(await timed_managed(manager, app, args.requests, args.concurrency, interleave))
     plain = statistics.median(rates.pop("plain"))
+    ratios = " | ".join(f"{label} {statistics.median(r) / plain:.2f}" for label, r in rates.items())
+    drive_label = _drive_label(args.interleave).strip()
     print(
-        f"persist=True against plain {plain:.0f} req/s (median of {args.rounds} alternating rounds of "
-        f"{args.requests}): " + " | ".join(f"{label} {statistics.median(r) / plain:.2f}" for label, r in rates.items())
+        f"{drive_label} against plain {plain:.0f} req/s (median of {args.rounds} alternating rounds of "
+        f"{args.requests}): {ratios}"
     )
+
+
+def _not_committed(row: dict[str, object]) -> None:
+    """Store.insert_intake for the "no commit" measurement: nothing written, no intake seq kept."""
 
 
 async def main() -> None:
@@ -321,7 +338,9 @@ async def main() -> None:
     parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
     parser.add_argument("--drain-only", action="store_true", help="only the drain of --drain queued tasks")
     parser.add_argument(
-        "--compare-intake", action="store_true", help="only persist=True with and without the intake, and the floor"
+        "--compare-intake",
+        action="store_true",
+        help="only persist=True with and without the intake and its commit, the floor and persist=False",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

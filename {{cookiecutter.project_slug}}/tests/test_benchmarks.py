@@ -32,6 +32,13 @@ BENCHMARKS = {
             rf"\| longest event-loop stall: plain {NUMBER} ms, managed {NUMBER} ms",
         ],
     ),
+    "throughput-compare": (
+        ["bench.throughput_bench", "--compare-intake", "--interleave", "--requests", "40", "--rounds", "1"],
+        [
+            rf"interleaved against plain {NUMBER} req/s \(median of 1 alternating rounds of 40\): floor {NUMBER} \| "
+            rf"intake {NUMBER} \| no intake {NUMBER} \| no commit {NUMBER} \| persist=False {NUMBER}",
+        ],
+    ),
     "instructions": (
         # Two of the four apps: under valgrind each costs its process's start, 20 s or more.
         ["bench.instructions_bench", "--requests", "20", "--apps", "persist=True"],
