@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from .models import TaskStatus, utcnow
 from .store import Store, leases
+from .store.intake import file_name
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -95,6 +94,7 @@ class LeaseKeeper:
     ) -> None:
         self._store = store
         self._owner = owner
+        self._intake_file = file_name(owner)
         self._lease = timedelta(seconds=lease_seconds)
         self._max_recoveries = max_recoveries
         self._poll = poll_interval
@@ -189,24 +189,13 @@ class LeaseKeeper:
         return recovered
 
     def _expire_dead_neighbours(self) -> None:
-        """End dead local owners' leases, and bring their intake rows (and stale ones) into the
-        task table, where the take-over finds them."""
-
-        def owners(connection: Connection) -> tuple[list[str], list[str]]:
-            return leases.live_owners(connection, now=utcnow()), leases.intake_owners(connection)
-
-        live, waiting = self._store.read(owners)
-        dead = dead_local_owners(sorted(set(live + waiting)), me=self._owner)
-        if not dead and not set(waiting) - {self._owner}:
-            return  # nothing to expire or adopt: no write transaction (a lock on SQLite) for nothing
-
-        def expire(connection: Connection) -> None:
-            now = utcnow()
-            leases.adopt_intake(connection, dead=dead, stale_before=now - self._lease, owner=self._owner)
-            if dead:
-                leases.expire_owners(connection, owners=dead, now=now)
-
-        self._store.write(expire)
+        """Bring dead processes' intake rows into the task table, and end dead local owners'
+        leases, so the take-over finds both."""
+        self._store.adopt_intake_files(skip=self._intake_file, stale_after=self._lease.total_seconds())
+        live = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
+        dead = dead_local_owners(live, me=self._owner)
+        if dead:  # else no write transaction (a lock on SQLite) for nothing
+            self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
 
     def _take_batch(self) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None

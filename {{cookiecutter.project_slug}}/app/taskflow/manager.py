@@ -29,10 +29,10 @@ from .store import DuplicateTask, Store, open_store
 logger = logging.getLogger("taskflow")
 
 _PENDING = TaskStatus.PENDING.value  # read per enqueue: an enum member's .value is a descriptor call
-# How much longer than write_behind a cancel waits for another instance to move a task out of
-# the intake, and how often it looks.
-INTAKE_MOVE_GRACE = 5.0
-INTAKE_POLL = 0.05
+# How much longer than write_behind a cancel of a task no table has yet waits for it (another
+# instance may hold it, not yet written), and how often it looks.
+UNWRITTEN_GRACE = 1.0
+UNWRITTEN_POLL = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -324,7 +324,7 @@ class TaskManager:
     async def cancel(self, task_id: str) -> CancelOutcome:
         runtime = self._require_runtime()
         await runtime.writer.flushed()
-        row = await self._row_out_of_intake(task_id)
+        row = await self._row_once_written(task_id)
         if row is None:
             return CancelOutcome.NOT_FOUND
         if row.status == TaskStatus.PENDING.value:
@@ -342,22 +342,19 @@ class TaskManager:
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
 
-    async def _row_out_of_intake(self, task_id: str) -> Any | None:
+    async def _row_once_written(self, task_id: str) -> Any | None:
         """The task's row once it is in the task table, where a cancel can reach it.
 
-        A task another instance enqueued moments ago may still be in the intake, held by that
-        instance, which would run it whatever we wrote: wait for its move (within
-        `write_behind` while it lives). None if it is nowhere, or never left the intake.
+        A task another instance enqueued moments ago may not be written yet: that instance holds
+        it (in its intake file if persisted) and writes it within its `write_behind`. Ours are
+        flushed already. None if it is still nowhere after our `write_behind` and a grace.
         """
-        deadline = time.monotonic() + self.config.write_behind + INTAKE_MOVE_GRACE
+        deadline = time.monotonic() + self.config.write_behind + UNWRITTEN_GRACE
         while True:
-            row = await asyncio.to_thread(self.store.get_moved, task_id)
-            if row is not None:
+            row = await asyncio.to_thread(self.store.get, task_id)
+            if row is not None or time.monotonic() > deadline:
                 return row
-            if time.monotonic() > deadline or not await asyncio.to_thread(self.store.in_intake, task_id):
-                # Nowhere, stuck, or moved between the two reads: one last look.
-                return await asyncio.to_thread(self.store.get_moved, task_id)
-            await asyncio.sleep(INTAKE_POLL)
+            await asyncio.sleep(UNWRITTEN_POLL)
 
     async def retry(self, task_id: str) -> str:
         """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it."""

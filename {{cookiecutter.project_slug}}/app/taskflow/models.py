@@ -122,10 +122,12 @@ class TaskRecord(SQLModel, table=True):
 class TaskIntake(SQLModel, table=True):
     """A persisted task enqueued on SQLite, committed here first and moved to taskflow_tasks soon after.
 
-    An append at the end of one b-tree is the cheapest commit SQLite has: the enqueue in the
-    request writes one page instead of five (table, primary key and three list indexes). The
-    instance that enqueued it moves the row in a batch, in the transaction that deletes it
-    here, and before the task starts; recovery moves the rows of instances that died first.
+    Not in the database: each process has this table in an intake file of its own, which only
+    it opens (see store/intake.py). An append at the end of one b-tree, with no lock shared
+    with anyone, is the cheapest commit SQLite has: the enqueue in the request writes one page
+    instead of five (table, primary key and three list indexes) and never waits for another
+    writer. The process moves the row in a batch before the task starts, then deletes it
+    here; recovery moves the rows of processes that died first.
     """
 
     __tablename__ = "taskflow_intake"
@@ -176,4 +178,5 @@ class AuditEntry(SQLModel, table=True):
 # Indexes earlier versions created that are gone from the models above; create_tables drops them.
 RETIRED_INDEXES = ("ix_taskflow_tasks_status_lease",)
 
-TASKFLOW_TABLES = [TaskRecord.__table__, TaskIntake.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]
+# In the database. TaskIntake's table lives in each process's intake file (store/intake.py).
+TASKFLOW_TABLES = [TaskRecord.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]

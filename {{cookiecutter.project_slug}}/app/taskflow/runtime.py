@@ -58,7 +58,9 @@ class Runtime:
     @classmethod
     async def create(cls, manager: TaskManager) -> Runtime:
         loop = asyncio.get_running_loop()
-        await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
+        store = await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
+        # Dead processes' leftovers first (our own too, from an earlier start of this manager).
+        await asyncio.to_thread(store.open_intake, manager.owner, stale_after=manager.config.lease_seconds)
         runtime = cls(manager, loop)
         if manager.config.redis_url:
             redis = RedisBridge(
@@ -102,6 +104,13 @@ class Runtime:
                 released, interrupted = await asyncio.to_thread(self.leases.release)
             if released or interrupted:
                 logger.info("taskflow: released %d persisted task(s), interrupted %d", released, interrupted)
+            left = await asyncio.to_thread(manager.store.close_intake)
+            if left:
+                logger.warning(
+                    "taskflow: %d persisted task(s) were not written to the task table; they stay in the intake "
+                    "file, and the next start (of any instance) recovers them",
+                    left,
+                )
         except TimeoutError:
             logger.error(
                 "taskflow: the database did not take the last task updates within %.0fs; stopping anyway "
@@ -109,6 +118,8 @@ class Runtime:
                 FINAL_WRITES_TIMEOUT,
             )
             self.writer.abandon()
+            # What the writer held stays in the intake file; any instance's recovery moves it.
+            await asyncio.to_thread(manager.store.close_intake)
         except Exception:
             logger.exception("taskflow: could not release leases at shutdown; they expire on their own")
         if self.redis is not None:

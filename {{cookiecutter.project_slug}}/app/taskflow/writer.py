@@ -241,12 +241,6 @@ class Writer:
             result = await self._apply_until_written(loop, batch)
             self._applied += 1
             self._applied_event.set()
-            for task_id in result.taken_over:
-                logger.warning(
-                    "taskflow: task %s was taken over by another instance before it left the intake "
-                    "(this one was thought dead); it runs there, not here",
-                    task_id,
-                )
             for task_id in result.rejected:
                 logger.warning(
                     "taskflow: the outcome of task %s was not recorded: another instance took it over "

@@ -241,18 +241,16 @@ class TaskTable:
         self._engine: Engine = create_engine(database_url, poolclass=NullPool)
 
     def statuses(self) -> dict[str, str]:
-        """Every task's status; a task still in the intake (SQLite) is pending."""
+        """Every written task's status (a task its instance still holds is in no table yet)."""
         with self._engine.connect() as connection:
-            pending = {task_id: "pending" for (task_id,) in connection.execute(text("SELECT id FROM taskflow_intake"))}
-            return pending | dict(connection.execute(text("SELECT id, status FROM taskflow_tasks")).all())
+            return dict(connection.execute(text("SELECT id, status FROM taskflow_tasks")).all())
 
     def ids_with_status(self, status: str) -> set[str]:
         return {task_id for task_id, value in self.statuses().items() if value == status}
 
     def row(self, task_id: str) -> Any:
-        """The task's row; a task still in the intake (SQLite) as a pending row."""
         with self._engine.connect() as connection:
-            return queries.find_task(connection, task_id)
+            return queries.get_task(connection, task_id)
 
     def all_reached(self, ids: list[str], status: str) -> bool:
         statuses = self.statuses()

@@ -1,17 +1,17 @@
-"""The intake on SQLite: a persisted enqueue commits one narrow row, moved to the task table later.
+"""The intake on SQLite: a persisted enqueue commits into a file of its process's own, moved later.
 
-What must hold whatever the timing: the task is committed before add_task returns, it is in
-exactly one of the two tables, it runs once, a task that is not typically short is RUNNING in
-the task table before it starts, and the rows of a dead instance are recovered.
+What must hold whatever the timing: the task is committed before add_task returns, it runs
+once, a task that is not typically short is RUNNING in the task table before it starts, the
+rows of a dead process are recovered (once), and a live process's file is left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,17 +20,15 @@ from sqlalchemy import create_engine, func, select, text
 from app.taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
 from app.taskflow.manager import CancelOutcome
 from app.taskflow.models import utcnow
-from app.taskflow.store import INTAKE_SEQ, Batch, queries
-from app.taskflow.store import leases as lease_sql
-from app.taskflow.store.writes import INTAKE, TASKS
+from app.taskflow.store import INTAKE_SEQ, Batch
+from app.taskflow.store.intake import IntakeFile, file_name
+from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, wait_for_status
 from .test_recovery import dead_local_owner
 
 # The intake is SQLite's: PostgreSQL commits persisted rows straight into the task table.
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-ELSEWHERE = "elsewhere:7:alive000"  # an instance on another host: alive as far as we can tell
 
 
 def intake_row(owner: str, name: str = "job", **values: Any) -> dict[str, Any]:
@@ -53,6 +51,35 @@ def count(manager: TaskManager, table: Any, task_id: str | None = None) -> int:
     return manager.store.read(lambda c: c.execute(statement).scalar_one())
 
 
+def intake_of(manager: TaskManager) -> IntakeFile:
+    assert manager.store.intake is not None
+    return manager.store.intake
+
+
+def folder_of(manager: TaskManager) -> Path:
+    folder = manager.store.database.intake_folder
+    assert folder is not None
+    return folder
+
+
+def other_process_file(manager: TaskManager, owner: str, *rows: dict[str, Any]) -> IntakeFile:
+    """Another process's intake file, open (that process alive), holding `rows`."""
+    statements = manager.store.statements
+    other = IntakeFile(folder_of(manager) / file_name(owner), statements.insert_intake, statements.encode_time)
+    other.open()
+    for row in rows:
+        other.add(row)
+    return other
+
+
+def die(file: IntakeFile) -> None:
+    """What a kill -9 does to an intake file: its lock goes, its rows stay."""
+    connection = file._connection
+    assert connection is not None
+    file._connection = None
+    connection.close()
+
+
 async def test_a_persisted_task_that_is_not_short_is_running_in_the_task_table_before_it_starts(
     make_manager, database_url
 ) -> None:
@@ -66,7 +93,6 @@ async def test_a_persisted_task_that_is_not_short_is_running_in_the_task_table_b
         with engine.connect() as connection:
             mine = text("SELECT status FROM taskflow_tasks WHERE id = :id")
             seen.append(connection.execute(mine, {"id": box[0]}).one())
-            seen.append(connection.execute(text("SELECT count(*) FROM taskflow_intake")).scalar())
         ran.set()
 
     box: list[str] = []
@@ -84,7 +110,6 @@ async def test_a_persisted_task_that_is_not_short_is_running_in_the_task_table_b
     # A crash while it ran would have been counted: that is what quarantines a task that keeps
     # killing its process (the first run of a name is never taken for short).
     assert seen[0].status == "running"
-    assert seen[1] == 0
 
 
 async def test_a_backlog_of_short_persisted_tasks_all_succeed_and_leave_the_intake_empty(make_manager) -> None:
@@ -104,13 +129,14 @@ async def test_a_backlog_of_short_persisted_tasks_all_succeed_and_leave_the_inta
                 await tasks()
             await asyncio.sleep(0)
         await manager.wait_idle(timeout=60)
+        left = intake_of(manager).rows_left()
         statuses = manager.store.read(
             lambda c: dict(c.execute(select(TASKS.c.id, TASKS.c.status).where(TASKS.c.id.in_(ids))).all())
         )
     assert sorted(runs) == list(range(500))
     assert set(statuses.values()) == {"success"}
     assert len(statuses) == 500
-    assert count(manager, INTAKE) == 0
+    assert left == 0
 
 
 async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -> None:
@@ -118,6 +144,7 @@ async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -
     # tasks must be told their attempt, or they never run and stay RUNNING.
     manager = make_manager()
     store = manager.store
+    store.open_intake(manager.owner, stale_after=30)
     moved = intake_row(manager.owner)
     store.insert_intake(moved)
     now = utcnow()
@@ -144,10 +171,10 @@ async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -
     batch = Batch(inserts=[running], claims=[written["id"]])
     result = store.apply(batch, owner=manager.owner)
     assert result.claimed == {moved["id"]: 1, written["id"]: 1}
-    assert count(manager, INTAKE) == 0
+    assert intake_of(manager).rows_left() == 0
 
 
-async def test_intake_rows_of_a_dead_instance_on_this_host_are_recovered_and_run(make_manager) -> None:
+async def test_a_dead_processes_intake_rows_are_recovered_and_run_and_its_file_deleted(make_manager) -> None:
     manager = make_manager(lease_seconds=30)
     runs: list[str] = []
 
@@ -155,62 +182,101 @@ async def test_intake_rows_of_a_dead_instance_on_this_host_are_recovered_and_run
     async def job() -> None:
         runs.append("ran")
 
-    row = intake_row(dead_local_owner())
-    manager.store.insert_intake(row)
+    owner = dead_local_owner()
+    row = intake_row(owner)
+    dead = other_process_file(manager, owner, row)
+    die(dead)
     async with manager.lifespan():
-        # Without waiting out the 30 s lease: the dead pid says enough.
+        # Without waiting out the 30 s lease: the file's lock says enough.
         done = await wait_for_status(manager, row["id"], TaskStatus.SUCCESS, timeout=10)
+        assert not dead.path.exists()
     assert runs == ["ran"]
-    assert (done.recoveries, done.attempt, done.persist) == (0, 1, True)
-    assert count(manager, INTAKE) == 0
+    assert (done.recoveries, done.attempt, done.persist, done.arguments) == (0, 1, True, row["arguments"])
 
 
-async def test_another_hosts_intake_rows_are_adopted_only_once_older_than_a_lease(make_manager) -> None:
-    manager = make_manager(lease_seconds=30)
-    fresh = intake_row(ELSEWHERE)
-    stale = intake_row(ELSEWHERE, created_at=utcnow() - timedelta(seconds=31))
-    manager.store.insert_intake(fresh)
-    manager.store.insert_intake(stale)
-
-    adopted = manager.store.write(
-        lambda c: lease_sql.adopt_intake(c, dead=[], stale_before=utcnow() - timedelta(seconds=30), owner=manager.owner)
-    )
-    assert adopted == 1
-    assert count(manager, INTAKE, fresh["id"]) == 1
-    assert count(manager, INTAKE, stale["id"]) == 0
-    row = manager.store.get(stale["id"])
-    # Pending, still under its old owner's name, with no lease: the take-over claims it next.
-    assert (row.status, row.owner, row.lease_expires_at, row.persist) == ("pending", ELSEWHERE, None, True)
-
-
-async def test_a_row_taken_over_before_it_left_the_intake_is_not_written_twice(
-    make_manager, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_live_processes_intake_file_is_left_alone_until_it_dies(make_manager) -> None:
     manager = make_manager()
-    runs: list[str] = []
+    row = intake_row("elsewhere:7:alive000")
+    alive = other_process_file(manager, "elsewhere:7:alive000", row)
+    try:
+        assert manager.store.adopt_intake_files(skip=None, stale_after=0) == 0
+        assert alive.path.exists()
+        assert alive.rows_left() == 1
+        assert manager.store.get(row["id"]) is None
+    finally:
+        die(alive)
+    assert manager.store.adopt_intake_files(skip=None, stale_after=0) == 1
+    moved = manager.store.get(row["id"])
+    # Pending, with no owner and no lease: the take-over claims it next.
+    assert (moved.status, moved.owner, moved.lease_expires_at, moved.persist) == ("pending", None, None, True)
+    assert not alive.path.exists()
+
+
+async def test_a_row_moved_before_its_process_died_is_not_recovered_twice(make_manager) -> None:
+    manager = make_manager()
+    owner = dead_local_owner()
+    row = intake_row(owner)
+    dead = other_process_file(manager, owner, row)
+    # Its batch moved the row and the process died before deleting it from the file.
+    finished = {**row, "status": "success", "persist": True, "updated_at": utcnow()}
+    manager.store.write(lambda c: c.execute(TASKS.insert().values(**finished)))
+    die(dead)
+    assert manager.store.adopt_intake_files(skip=None, stale_after=0) == 0
+    assert count(manager, TASKS, row["id"]) == 1
+    assert manager.store.get(row["id"]).status == "success"
+    assert not dead.path.exists()
+
+
+async def test_an_intake_file_never_set_up_is_deleted_only_once_stale(make_manager) -> None:
+    manager = make_manager()
+    folder = folder_of(manager)
+    folder.mkdir(parents=True, exist_ok=True)
+    half = folder / "starting_or_died_starting.db"
+    half.touch()  # created; its process would take the lock and create the table next
+    assert manager.store.adopt_intake_files(skip=None, stale_after=60) == 0
+    assert half.exists()
+    assert manager.store.adopt_intake_files(skip=None, stale_after=0) == 0
+    assert not half.exists()
+
+
+async def test_a_clean_stop_deletes_the_intake_file(make_manager) -> None:
+    manager = make_manager()
 
     @manager.task(persist=True)
-    async def once() -> None:
-        runs.append("ran")
+    async def job() -> None:
+        return None
 
     async with manager.lifespan():
+        path = intake_of(manager).path
         tasks = ManagedBackgroundTasks(manager)
-        task_id = tasks.add_task(once)  # recorded, not handed over yet: its row waits in the intake
-        # Another instance took us for dead and moved the row meanwhile.
-        manager.store.write(
-            lambda c: lease_sql.adopt_intake(c, dead=[manager.owner], stale_before=utcnow(), owner="someone:1:else")
-        )
-        with caplog.at_level(logging.WARNING, logger="taskflow.writer"):
-            await manager.flush()
+        task_id = tasks.add_task(job)
         await tasks()
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
-        await manager.wait_idle()
-    assert any("taken over by another instance" in r.getMessage() for r in caplog.records)
-    assert count(manager, TASKS, task_id) == 1
+        assert path.exists()
+    assert manager.store.intake is None
+    assert not path.exists()
+
+
+async def test_rows_left_at_a_stop_are_recovered_at_the_next_start(make_manager) -> None:
+    manager = make_manager(lease_seconds=30)
+    runs: list[str] = []
+
+    @manager.task(persist=True, name="job")
+    async def job() -> None:
+        runs.append("ran")
+
+    # A stop whose last writes could not be made (the database was away) leaves the rows in the
+    # file; planted here as rows of our own owner id, as such a stop leaves them.
+    row = intake_row(manager.owner)
+    left = other_process_file(manager, manager.owner, row)
+    assert left.close() == 1
+    assert left.path.exists()
+    async with manager.lifespan():
+        await wait_for_status(manager, row["id"], TaskStatus.SUCCESS, timeout=10)
     assert runs == ["ran"]
 
 
-async def test_a_cancel_waits_for_another_instance_to_move_the_task_out_of_its_intake(make_manager) -> None:
+async def test_a_cancel_waits_for_another_instance_to_write_the_task(make_manager) -> None:
     here = make_manager()
     there = make_manager(write_behind=0.3)
     runs: list[str] = []
@@ -223,8 +289,8 @@ async def test_a_cancel_waits_for_another_instance_to_move_the_task_out_of_its_i
 
     async with here.lifespan(), there.lifespan():
         tasks = ManagedBackgroundTasks(there)
-        task_id = tasks.add_task(job)  # in `there`'s intake, not handed over yet
-        assert count(here, INTAKE, task_id) == 1
+        task_id = tasks.add_task(job)  # in `there`'s intake file, not handed over yet
+        assert count(here, TASKS, task_id) == 0
         outcome = await here.cancel(task_id)
         await tasks()  # `there` hands it over now: it must not run
         await there.wait_idle()
@@ -234,15 +300,23 @@ async def test_a_cancel_waits_for_another_instance_to_move_the_task_out_of_its_i
     assert runs == []
 
 
+async def test_a_cancel_of_an_unknown_task_says_not_found(make_manager) -> None:
+    manager = make_manager()
+    async with manager.lifespan():
+        outcome = await manager.cancel(str(uuid.uuid4()))
+    assert outcome is CancelOutcome.NOT_FOUND
+
+
 async def test_a_held_intake_row_knows_its_seq(make_manager) -> None:
     manager = make_manager()
+    manager.store.open_intake(manager.owner, stale_after=30)
     first, second = intake_row(manager.owner), intake_row(manager.owner)
     manager.store.insert_intake(first)
     manager.store.insert_intake(second)
     assert second[INTAKE_SEQ] == first[INTAKE_SEQ] + 1
 
 
-async def test_the_api_shows_a_task_still_in_the_intake_as_pending(make_manager, make_app, client_for) -> None:
+async def test_the_api_shows_a_task_not_handed_over_yet_as_pending(make_manager, make_app, client_for) -> None:
     manager = make_manager()
 
     @manager.task(persist=True)
@@ -252,35 +326,10 @@ async def test_the_api_shows_a_task_still_in_the_intake_as_pending(make_manager,
     app = make_app(manager)
     async with client_for(app, auth=ADMIN) as client:
         tasks = ManagedBackgroundTasks(manager)
-        task_id = tasks.add_task(later)  # not handed over: still in the intake
-        assert count(manager, INTAKE, task_id) == 1
+        task_id = tasks.add_task(later)  # not handed over: in the intake file
+        assert intake_of(manager).rows_left() == 1
         response = await client.get(f"/tasks/{task_id}")
         await tasks()
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
     assert response.status_code == 200
     assert (response.json()["task_id"], response.json()["status"]) == (task_id, "pending")
-
-
-async def test_a_task_moved_while_it_is_looked_up_is_found(make_manager, monkeypatch: pytest.MonkeyPatch) -> None:
-    manager = make_manager()
-    row = intake_row(ELSEWHERE)
-    manager.store.insert_intake(row)
-
-    def move_after(read: Any) -> Any:
-        # Whichever of the two tables is read first, the row moves right after that read.
-        def reading(connection: Any, task_id: str) -> Any:
-            found = read(connection, task_id)
-            if count(manager, INTAKE, task_id):
-                manager.store.write(
-                    lambda c: lease_sql.adopt_intake(c, dead=[ELSEWHERE], stale_before=utcnow(), owner=manager.owner)
-                )
-            return found
-
-        return reading
-
-    monkeypatch.setattr(queries, "get_task", move_after(queries.get_task))
-    monkeypatch.setattr(queries, "get_intake_task", move_after(queries.get_intake_task))
-    found = manager.store.get(row["id"])
-    assert count(manager, INTAKE, row["id"]) == 0
-    assert found is not None
-    assert found.id == row["id"]

@@ -108,7 +108,7 @@ class AdminService:
 
     async def task(self, task_id: str) -> TaskView | None:
         def read(connection: Any) -> TaskView | None:
-            row = queries.find_task(connection, task_id)
+            row = queries.get_task(connection, task_id)
             if row is None:
                 return None
             return TaskView(
@@ -118,7 +118,12 @@ class AdminService:
                 audit=queries.list_audit(connection, limit=50, offset=0, task_id=task_id),
             )
 
-        return await asyncio.to_thread(self.manager.store.read, read)
+        view = await asyncio.to_thread(self.manager.store.read, read)
+        if view is None and self.manager.running:
+            # A task this instance enqueued moments ago may not be written yet: a flush writes it.
+            await self.manager.flush()
+            view = await asyncio.to_thread(self.manager.store.read, read)
+        return view
 
     async def rows(self, task_ids: list[str]) -> list[Any]:
         return await asyncio.to_thread(self.manager.store.read, lambda c: queries.get_tasks(c, task_ids))

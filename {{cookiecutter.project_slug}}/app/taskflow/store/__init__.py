@@ -19,7 +19,7 @@ from sqlalchemy.schema import DropIndex
 from sqlmodel import Session
 
 from ..models import RETIRED_INDEXES, TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
-from . import leases, queries, retention
+from . import intake, leases, queries, retention
 from .engine import Database, open_database
 from .queries import TaskFilter
 from .writes import INTAKE_SEQ, TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
@@ -53,6 +53,8 @@ class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.statements = Statements(database.write_engine.dialect, database.encode_time)
+        # This process's intake file while the manager runs (SQLite files only; see intake.py).
+        self.intake: intake.IntakeFile | None = None
 
     @property
     def dialect(self) -> str:
@@ -86,6 +88,7 @@ class Store:
                     connection.execute(DropIndex(Index(name), if_exists=True))
 
     def dispose(self) -> None:
+        self.close_intake()
         self.database.dispose()
 
     # -- enqueue -----------------------------------------------------------------------------
@@ -110,12 +113,46 @@ class Store:
             raise
 
     def insert_intake(self, row: dict[str, Any]) -> None:
-        """Commit a new persisted row into taskflow_intake (see TaskIntake) before returning.
+        """Commit a new persisted row into this process's intake file before returning.
 
-        The row remembers its intake seq: the batch that moves it to taskflow_tasks deletes it.
+        The row remembers its seq there: once a batch has moved it to taskflow_tasks, it is
+        deleted from the file.
         """
-        statement = self.statements.insert_intake
-        row[INTAKE_SEQ] = self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
+        if self.intake is None:
+            raise RuntimeError("taskflow: the intake is not open (the task manager is not running)")
+        row[INTAKE_SEQ] = self.intake.add(row)
+
+    def open_intake(self, owner: str, *, stale_after: float) -> None:
+        """Open this process's intake file (SQLite files), after moving what dead processes left."""
+        folder = self.database.intake_folder
+        if folder is None or self.intake is not None:
+            return
+        # Our own file too, if an earlier start of this manager left rows in it.
+        self.adopt_intake_files(skip=None, stale_after=stale_after)
+        self.intake = intake.IntakeFile(
+            folder / intake.file_name(owner), self.statements.insert_intake, self.statements.encode_time
+        )
+        self.intake.open()
+
+    def close_intake(self) -> int:
+        """Close the intake file: deleted if every row was moved, kept for recovery if not.
+        Returns how many rows were left in it."""
+        file, self.intake = self.intake, None
+        return 0 if file is None else file.close()
+
+    def adopt_intake_files(self, *, skip: str | None, stale_after: float) -> int:
+        """Move the rows of dead processes' intake files into taskflow_tasks (pending, no owner:
+        the take-over claims them next) and delete the files. Returns how many rows moved."""
+        folder = self.database.intake_folder
+        if folder is None:
+            return 0
+        moved = 0
+        for orphan in intake.orphans(folder, skip=skip, stale_after=stale_after):
+            rows = orphan.rows()
+            if rows:
+                moved += self.write(lambda c, rows=rows: leases.insert_adopted(c, rows))
+            orphan.discard()
+        return moved
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         return self.read(lambda c: queries.find_by_idempotency_key(c, key))
@@ -125,7 +162,11 @@ class Store:
         # process's other writes (persisted enqueues on the event loop) while it runs.
         new_rows = self.statements.new_rows(batch.inserts)
         now = utcnow()
-        return self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
+        result = self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
+        moved = [row[INTAKE_SEQ] for row in batch.inserts if INTAKE_SEQ in row]
+        if moved and self.intake is not None:
+            self.intake.remove(moved)
+        return result
 
     # -- control -----------------------------------------------------------------------------
 
@@ -159,15 +200,7 @@ class Store:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Any | None:
-        """The task's row; for a task still in taskflow_intake, its row as a pending task."""
-        return self.read(lambda c: queries.find_task(c, task_id))
-
-    def get_moved(self, task_id: str) -> Any | None:
-        """The task's row in taskflow_tasks only (None while it is still in the intake)."""
         return self.read(lambda c: queries.get_task(c, task_id))
-
-    def in_intake(self, task_id: str) -> bool:
-        return self.read(lambda c: queries.get_intake_task(c, task_id)) is not None
 
     def list(self, task_filter: TaskFilter, *, limit: int, offset: int = 0) -> list[Any]:
         return self.read(lambda c: queries.list_tasks(c, task_filter, limit=limit, offset=offset))

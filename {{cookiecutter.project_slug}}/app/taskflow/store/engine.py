@@ -17,6 +17,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from .intake import intake_folder
+
 logger = logging.getLogger("taskflow.store")
 
 
@@ -69,6 +71,11 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.url.get_backend_name()
+
+    @property
+    def intake_folder(self) -> Path | None:
+        """Where the processes' intake files live (see store/intake.py); None without an intake."""
+        return None
 
     def dispose(self) -> None:
         self.write_engine.dispose()
@@ -215,6 +222,10 @@ class SQLiteDatabase(Database):
     single_writer = True
     uses_intake = True
     encode_time = staticmethod(_sqlite_time)
+
+    @property
+    def intake_folder(self) -> Path | None:
+        return intake_folder(str(self.url.database))
 
     def _create_write_engine(self) -> Engine:
         if self.url.database and self.url.database != ":memory:":

@@ -12,12 +12,11 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, insert, or_, select, true, update
+from sqlalchemy import case, insert, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import TaskStatus
-from .queries import intake_as_tasks
-from .writes import CHUNK, INTAKE, TASKS
+from .writes import CHUNK, TASKS
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
@@ -128,30 +127,14 @@ def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -
     return connection.execute(statement).rowcount
 
 
-def intake_owners(connection: Connection) -> list[str]:
-    """Owners with rows still in taskflow_intake."""
-    return [row.owner for row in connection.execute(select(INTAKE.c.owner).group_by(INTAKE.c.owner))]
-
-
-def adopt_intake(connection: Connection, *, dead: list[str], stale_before: datetime, owner: str) -> int:
-    """Move other owners' intake rows into taskflow_tasks when their owner is dead or they are stale.
-
-    A live owner moves its rows within `write_behind` of their enqueue; one older than a lease
-    means its owner stopped (or cannot write), like an expired lease. Moved rows are pending
-    with no lease, so the take-over that follows claims them like any expired row.
-    """
-    picked = (
-        select(INTAKE.c.seq)
-        .where(or_(INTAKE.c.owner.in_(dead), INTAKE.c.created_at < stale_before), INTAKE.c.owner != owner)
-        .with_for_update(skip_locked=True)
-    )
-    seqs = list(connection.execute(picked).scalars())
-    columns = [column.name for column in TASKS.c]
-    for start in range(0, len(seqs), CHUNK):
-        chunk = seqs[start : start + CHUNK]
-        connection.execute(insert(TASKS).from_select(columns, intake_as_tasks().where(INTAKE.c.seq.in_(chunk))))
-        connection.execute(delete(INTAKE).where(INTAKE.c.seq.in_(chunk)))
-    return len(seqs)
+def insert_adopted(connection: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert rows taken from a dead process's intake file; ids the task table has already (a
+    batch moved them before the process died) are skipped. Returns how many went in."""
+    inserted = 0
+    for start in range(0, len(rows), CHUNK):
+        # SQLite only (the intake is SQLite's): INSERT OR IGNORE skips a taken primary key.
+        inserted += connection.execute(insert(TASKS).prefix_with("OR IGNORE"), rows[start : start + CHUNK]).rowcount
+    return inserted
 
 
 def live_owners(connection: Connection, *, now: datetime) -> list[str]:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, literal, null, or_, select, true
+from sqlalchemy import exists, func, literal, or_, select
 from sqlalchemy.engine import Connection
 
 from ..models import AuditEntry, TaskStatus
-from .writes import ATTEMPTS, INTAKE, TASKS
+from .writes import ATTEMPTS, TASKS
 
 AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
 
@@ -90,36 +90,6 @@ def count_tasks_capped(connection: Connection, task_filter: TaskFilter, *, cap: 
 
 def get_task(connection: Connection, task_id: str) -> Any | None:
     return connection.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
-
-
-def intake_as_tasks() -> Select[Any]:
-    """taskflow_intake rows in the shape of taskflow_tasks rows: new, pending, persisted tasks."""
-    given = {
-        **{column.name: column for column in INTAKE.c if column.name != "seq"},
-        "status": literal(TaskStatus.PENDING.value),
-        "persist": true(),
-        "attempt": literal(0),
-        "retries_used": literal(0),
-        "recoveries": literal(0),
-        "cancel_requested": literal(False),
-        "updated_at": INTAKE.c.created_at,
-    }
-    return select(*(given.get(column.name, null()).label(column.name) for column in TASKS.c))
-
-
-def get_intake_task(connection: Connection, task_id: str) -> Any | None:
-    """A task still in taskflow_intake (its row not moved yet), shaped as a task row."""
-    return connection.execute(intake_as_tasks().where(INTAKE.c.id == task_id)).first()
-
-
-def find_task(connection: Connection, task_id: str) -> Any | None:
-    """The task's row wherever it is: the task table, or still the intake (as a pending row).
-
-    The intake first: a row moved between the two reads is then found in the task table. (The
-    other way round it would be found in neither.)
-    """
-    waiting = get_intake_task(connection, task_id)
-    return get_task(connection, task_id) or waiting
 
 
 def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:

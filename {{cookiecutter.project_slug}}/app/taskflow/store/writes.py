@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal_column, select, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskIntake, TaskRecord, TaskStatus, UTCDateTime
@@ -22,7 +22,7 @@ from .hot import HotStatement, RowsInsert
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
 ATTEMPTS = TaskAttempt.__table__  # type: ignore[attr-defined]
-# The key of a held row that names its taskflow_intake row (seq), absent for other rows.
+# The key of a held row that names its row in this process's intake file (seq), absent for others.
 INTAKE_SEQ = "_intake_seq"
 CHUNK = 500  # ids per statement: well under SQLite's bind-parameter limit
 _RUNNING = TaskStatus.RUNNING.value
@@ -84,8 +84,6 @@ class BatchResult:
     claimed: dict[str, int] = field(default_factory=dict)
     # Finishes whose row had moved on (owner or attempt changed): the outcome was not recorded.
     rejected: list[str] = field(default_factory=list)
-    # Rows to move out of taskflow_intake that another instance's recovery had moved already.
-    taken_over: list[str] = field(default_factory=list)
 
 
 class Statements:
@@ -105,7 +103,6 @@ class Statements:
         # Claims name many ids in one statement: a JSON array on SQLite, an array on PostgreSQL.
         self._ids_as_json = dialect.name == "sqlite"
         self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
-        self.take_intake = HotStatement.compile(_take_intake(self._ids_as_json), dialect)
         # SQLite: new task rows go in multi-row statements (see RowsInsert). PostgreSQL's driver
         # pipelines an executemany already.
         self._rows_insert = (
@@ -189,11 +186,6 @@ def apply_batch(
     """
     result = BatchResult()
     inserts = batch.inserts
-    taken_over = _take_from_intake(connection, inserts, statements)
-    if taken_over:
-        result.taken_over = [row["id"] for row in inserts if row["id"] in taken_over]
-        kept = [index for index, row in enumerate(inserts) if row["id"] not in taken_over]
-        inserts, new_rows = [inserts[index] for index in kept], [new_rows[index] for index in kept]
     statements.insert_new_rows(connection, new_rows)
     # A persisted row moved in as RUNNING is the claim its task waits for.
     result.claimed.update((row["id"], row["attempt"]) for row in inserts if row["status"] == _RUNNING)
@@ -209,32 +201,6 @@ def apply_batch(
     if batch.claims:
         result.claimed.update(claim(connection, batch.claims, statements, owner=owner, now=now))
     return result
-
-
-def _take_from_intake(connection: Connection, rows: list[dict[str, Any]], statements: Statements) -> set[str]:
-    """Delete the intake rows of the rows being inserted; the ids of those no longer there.
-
-    A row another instance's recovery moved already (we were thought dead) must not be
-    inserted twice: the caller leaves those out.
-    """
-    moving = [row for row in rows if INTAKE_SEQ in row]
-    if not moving:
-        return set()
-    # By seq and id together: SQLite may give a deleted seq to a newer row.
-    seqs = statements.id_list([row[INTAKE_SEQ] for row in moving])
-    ids = statements.id_list([row["id"] for row in moving])
-    statement = statements.take_intake
-    params = statement.params({"seqs": seqs, "ids": ids}, statements.encode_time)
-    taken = {task_id for (task_id,) in connection.exec_driver_sql(statement.sql, params)}
-    if len(taken) == len(moving):
-        return set()
-    return {row["id"] for row in moving if row["id"] not in taken}
-
-
-def _take_intake(ids_as_json: bool) -> Any:
-    """DELETE the intake rows named by seq (bind `seqs`) and task id (bind `ids`), returning their ids."""
-    named = _named(INTAKE.c.seq, "seqs", ids_as_json), _named(INTAKE.c.id, "ids", ids_as_json)
-    return delete(INTAKE).where(*named).returning(INTAKE.c.id)
 
 
 def _named(column: Any, bind: str, as_json: bool) -> Any:
