@@ -295,7 +295,11 @@ class TaskManager:
         self._users += 1
         if self._runtime is None:
             self.shutting_down = asyncio.Event()
-            self._runtime = await Runtime.create(self)
+            try:
+                self._runtime = await Runtime.create(self)
+            except BaseException:
+                self._users -= 1  # not started: a later start must start it, and stop has nothing to stop
+                raise
 
     async def stop(self) -> None:
         self._users = max(0, self._users - 1)

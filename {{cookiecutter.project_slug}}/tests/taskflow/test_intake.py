@@ -333,3 +333,19 @@ async def test_the_api_shows_a_task_not_handed_over_yet_as_pending(make_manager,
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
     assert response.status_code == 200
     assert (response.json()["task_id"], response.json()["status"]) == (task_id, "pending")
+
+
+async def test_an_intake_folder_that_cannot_be_made_stops_the_start_with_a_clear_error(make_manager) -> None:
+    manager = make_manager()
+    folder = folder_of(manager)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the intake folder goes")
+    with pytest.raises(RuntimeError, match=r"cannot open this process's intake file .* must be a folder this process"):
+        async with manager.lifespan():
+            pass
+    assert folder.read_text() == "a file where the intake folder goes"
+    assert not manager.running
+    folder.unlink()  # fixed: the next start works
+    async with manager.lifespan():
+        assert manager.running
+    assert not manager.running  # and its stop stopped it: the failed start is not counted
