@@ -238,6 +238,36 @@ def test_sqlite_file_locked_by_another_process_loses_no_row_and_work_resumes(sql
     assert_ran_exactly_once(read_executions(group.records), ids)
 
 
+def test_kill_9_while_tasks_are_only_in_the_intake_file_loses_none_and_a_restart_runs_each_once(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    database = make_url(sqlite_url).database or ""
+    table = TaskTable(sqlite_url)
+    with table_disposed(table), servers(sqlite_url, tmp_path, **{**FAST, "TASK_LEASE_SECONDS": "30"}) as group:
+        server = group.new("a")
+        server.start_healthy()
+        # Hold the database's write lock: the server's writer cannot move anything out of its
+        # intake file, and no task can be claimed. The enqueues commit into the intake file alone.
+        blocker = sqlite3.connect(database, isolation_level=None, timeout=30)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            ids = server.post("/work", count=50, seconds=0.05)["ids"]
+            intake_files = list(Path(f"{database}-intake").glob("*.db"))
+            killed_at = server.kill()
+        finally:
+            blocker.close()  # releases the lock
+        assert table.statuses() == {}  # nothing reached the task table
+        assert read_executions(group.records) == []  # and nothing ran
+        assert len(intake_files) == 1
+
+        server.start_healthy()  # a new process: it finds the dead one's file and moves its rows
+        wait_until(lambda: table.all_reached(ids, "success"), timeout=30, what="all 50 tasks done after restart")
+        assert not intake_files[0].exists()
+    runs = read_executions(group.records)
+    assert all(run.start >= killed_at for run in runs)
+    assert_ran_exactly_once(runs, ids)
+
+
 def test_paused_server_loses_its_tasks_to_a_sibling_and_its_late_results_are_fenced(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -274,6 +304,14 @@ def test_paused_server_loses_its_tasks_to_a_sibling_and_its_late_results_are_fen
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def table_disposed(table: TaskTable) -> Iterator[TaskTable]:
+    try:
+        yield table
+    finally:
+        table.dispose()
 
 
 def assert_ran_exactly_once(executions: list[Execution], ids: list[str]) -> None:
