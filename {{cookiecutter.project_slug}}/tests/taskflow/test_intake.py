@@ -349,3 +349,31 @@ async def test_an_intake_folder_that_cannot_be_made_stops_the_start_with_a_clear
     async with manager.lifespan():
         assert manager.running
     assert not manager.running  # and its stop stopped it: the failed start is not counted
+
+
+async def test_two_recoveries_at_once_move_each_dead_row_exactly_once(make_manager) -> None:
+    one, two = make_manager(), make_manager()
+    rows = []
+    for _ in range(20):
+        owner = dead_local_owner()
+        file_rows = [intake_row(owner) for _ in range(5)]
+        die(other_process_file(one, owner, *file_rows))
+        rows += file_rows
+    start = threading.Barrier(2)
+
+    def adopt(manager: TaskManager) -> int:
+        start.wait()
+        return manager.store.adopt_intake_files(skip=None, stale_after=30)
+
+    moved = await asyncio.gather(asyncio.to_thread(adopt, one), asyncio.to_thread(adopt, two))
+    # Two probes of one file at the same moment may both find it busy, as if its process lived:
+    # the file waits for the next round (every half lease), which this is.
+    late = one.store.adopt_intake_files(skip=None, stale_after=30)
+    ids = [row["id"] for row in rows]
+    in_table = one.store.read(
+        lambda c: c.execute(select(TASKS.c.id, func.count()).where(TASKS.c.id.in_(ids)).group_by(TASKS.c.id)).all()
+    )
+    assert sum(moved) + late == 100
+    assert sorted(task_id for task_id, _ in in_table) == sorted(ids)
+    assert {copies for _, copies in in_table} == {1}
+    assert list(folder_of(one).glob("*.db")) == []

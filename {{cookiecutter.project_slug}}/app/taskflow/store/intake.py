@@ -229,7 +229,9 @@ def orphans(folder: Path, *, skip: str | None, stale_after: float) -> Iterator[O
 
     A file without the table is a process that died while opening it, or one opening it right
     now (it takes the lock a moment after creating the file): left alone until `stale_after`
-    seconds old, then deleted.
+    seconds old, then deleted. Two recoveries probing one file at the same moment may both find
+    it busy, as if its process lived (the probe does not wait: a live process never lets go);
+    the file is taken at the next round.
     """
     if not folder.is_dir():
         return
