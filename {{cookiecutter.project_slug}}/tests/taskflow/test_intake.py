@@ -8,6 +8,7 @@ rows of a dead process are recovered (once), and a live process's file is left a
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from datetime import timedelta
@@ -21,6 +22,7 @@ from app.taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
 from app.taskflow.manager import CancelOutcome
 from app.taskflow.models import utcnow
 from app.taskflow.store import INTAKE_SEQ, Batch
+from app.taskflow.store import intake as intake_module
 from app.taskflow.store.intake import IntakeFile, file_name
 from app.taskflow.store.writes import TASKS
 
@@ -377,3 +379,22 @@ async def test_two_recoveries_at_once_move_each_dead_row_exactly_once(make_manag
     assert sorted(task_id for task_id, _ in in_table) == sorted(ids)
     assert {copies for _, copies in in_table} == {1}
     assert list(folder_of(one).glob("*.db")) == []
+
+
+async def test_a_failed_delete_of_moved_rows_is_retried_with_the_next(
+    make_manager, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = make_manager()
+    manager.store.open_intake(manager.owner, stale_after=30)
+    file = intake_of(manager)
+    first, second = intake_row(manager.owner), intake_row(manager.owner)
+    manager.store.insert_intake(first)
+    manager.store.insert_intake(second)
+    monkeypatch.setattr(intake_module, "_DELETE", "DELETE FROM no_such_table WHERE ?")
+    with caplog.at_level(logging.WARNING, logger="taskflow.store"):
+        file.remove([first[INTAKE_SEQ]])
+    assert any("could not clear moved rows" in record.getMessage() for record in caplog.records)
+    assert file.rows_left() == 2
+    monkeypatch.undo()
+    file.remove([second[INTAKE_SEQ]])
+    assert file.rows_left() == 0

@@ -16,6 +16,7 @@ is TaskIntake's, created from the model.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sqlite3
@@ -39,6 +40,7 @@ INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
 _CREATE = str(CreateTable(INTAKE, if_not_exists=True).compile(dialect=sqlite_dialect.dialect())).strip()
 _COLUMNS = [column.name for column in INTAKE.c]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {INTAKE.name} ORDER BY seq"
+_DELETE = f"DELETE FROM {INTAKE.name} WHERE seq IN (SELECT value FROM json_each(?))"
 _TIMES = ("created_at", "next_run_at")
 
 # Copy the WAL back into the file after this many commits (as SQLite's own default period).
@@ -122,7 +124,8 @@ class IntakeFile:
             seqs = self._unremoved + seqs
             try:
                 connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(f"DELETE FROM {INTAKE.name} WHERE seq = ?", [(seq,) for seq in seqs])
+                # One statement for the batch's rows (an executemany stepped one per row).
+                connection.execute(_DELETE, (json.dumps(seqs),))
                 connection.execute("COMMIT")
                 self._unremoved = []
                 self._commits += 1
