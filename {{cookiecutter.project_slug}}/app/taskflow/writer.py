@@ -2,8 +2,8 @@
 
 Requests never wait for it. A task's whole life can fit in one flush: a new task's claim,
 progress and outcome are folded into its still-unwritten insert, so a short task costs one
-INSERT. A persisted task is held the same way, already committed in add_task into the intake
-(SQLite; see TaskIntake), and its insert deletes it from there.
+INSERT. A persisted task is held the same way, already committed in add_task into this
+process's intake file (SQLite; see store/intake.py), which drops it once its insert commits.
 If the database is unreachable, the batch is kept and retried with backoff: nothing is lost.
 """
 

@@ -29,7 +29,7 @@ class Database:
     single_connection = False
     #: True when the process's writes share one connection, taken in turn (SQLite files).
     single_writer = False
-    #: True when a persisted enqueue commits into taskflow_intake first (see TaskIntake).
+    #: True when a persisted enqueue commits into its process's intake file first (store/intake.py).
     uses_intake = False
 
     def __init__(self, url: URL) -> None:
@@ -61,8 +61,9 @@ class Database:
     def commit_one(self, sql: str, params: Any) -> Any:
         """Run one statement in a transaction of its own, committed before returning.
 
-        The enqueue of a persisted task, once per request: dialects may take a shorter path.
-        SQLite's returns the new row's rowid (the intake's seq), the others None.
+        The enqueue of a persisted task into the task table (PostgreSQL; on SQLite one with an
+        idempotency key): dialects may take a shorter path. SQLite's returns the new row's rowid,
+        the others None.
         """
         with self.serialised_writes(), self.write_engine.begin() as connection:
             connection.exec_driver_sql(sql, params)
