@@ -180,7 +180,8 @@ def test_task_that_kills_its_process_is_quarantined_after_the_cap(sqlite_url: st
                 if not server.alive:
                     assert server.starts < 10, f"still crash-looping after {server.starts} starts"
                     server.start()
-                return table.row(task_id).status == "failed"
+                row = table.row(task_id)  # None until the server has moved it out of its intake file
+                return row is not None and row.status == "failed"
 
             wait_until(quarantined, timeout=90, interval=0.1, what="the crashing task quarantined")
             assert server.wait_healthy(), "the service did not keep serving after the quarantine"
