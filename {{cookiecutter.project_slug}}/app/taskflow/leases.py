@@ -23,7 +23,6 @@ from typing import Any
 
 from .models import TaskStatus, utcnow
 from .store import Store, leases
-from .store.intake import file_name
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -94,7 +93,6 @@ class LeaseKeeper:
     ) -> None:
         self._store = store
         self._owner = owner
-        self._intake_file = file_name(owner)
         self._lease = timedelta(seconds=lease_seconds)
         self._max_recoveries = max_recoveries
         self._poll = poll_interval
@@ -191,7 +189,7 @@ class LeaseKeeper:
     def _expire_dead_neighbours(self) -> None:
         """Bring dead processes' intake rows into the task table, and end dead local owners'
         leases, so the take-over finds both."""
-        self._store.adopt_intake_files(skip=self._intake_file, stale_after=self._lease.total_seconds())
+        self._store.adopt_intake_files(stale_after=self._lease.total_seconds())
         live = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
         dead = dead_local_owners(live, me=self._owner)
         if dead:  # else no write transaction (a lock on SQLite) for nothing

@@ -59,7 +59,6 @@ class Runtime:
     async def create(cls, manager: TaskManager) -> Runtime:
         loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
-        # Dead processes' leftovers first (our own too, from an earlier start of this manager).
         await asyncio.to_thread(store.open_intake, manager.owner, stale_after=manager.config.lease_seconds)
         runtime = cls(manager, loop)
         if manager.config.redis_url:

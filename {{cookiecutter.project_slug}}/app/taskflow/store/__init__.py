@@ -127,11 +127,11 @@ class Store:
         folder = self.database.intake_folder
         if folder is None or self.intake is not None:
             return
-        # Our own file too, if an earlier start of this manager left rows in it.
-        self.adopt_intake_files(skip=None, stale_after=stale_after)
-        self.intake = intake.IntakeFile(
-            folder / intake.file_name(owner), self.statements.insert_intake, self.statements.encode_time
-        )
+        path = folder / intake.file_name(owner)
+        # An earlier start of this manager may have left rows in our file: moved first. Other
+        # processes' files are the lease keeper's, whose first recovery runs at once.
+        self._adopt(intake.orphans([path] if path.exists() else [], stale_after=stale_after))
+        self.intake = intake.IntakeFile(path, self.statements.insert_intake, self.statements.encode_time)
         self.intake.open()
 
     def close_intake(self) -> int:
@@ -140,14 +140,18 @@ class Store:
         file, self.intake = self.intake, None
         return 0 if file is None else file.close()
 
-    def adopt_intake_files(self, *, skip: str | None, stale_after: float) -> int:
+    def adopt_intake_files(self, *, stale_after: float) -> int:
         """Move the rows of dead processes' intake files into taskflow_tasks (pending, no owner:
         the take-over claims them next) and delete the files. Returns how many rows moved."""
         folder = self.database.intake_folder
         if folder is None:
             return 0
+        own = self.intake.path if self.intake is not None else None
+        return self._adopt(intake.orphans(intake.files(folder, skip=own), stale_after=stale_after))
+
+    def _adopt(self, orphans: Iterator[intake.Orphan]) -> int:
         moved = 0
-        for orphan in intake.orphans(folder, skip=skip, stale_after=stale_after):
+        for orphan in orphans:
             rows = orphan.rows()
             if rows:
                 moved += self.write(lambda c, rows=rows: leases.insert_adopted(c, rows))

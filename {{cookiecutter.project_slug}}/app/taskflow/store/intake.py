@@ -22,7 +22,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,16 +31,17 @@ from urllib.request import pathname2url
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateTable
 
-from ..models import TaskIntake, TaskStatus
+from ..models import TaskStatus
 from .hot import HotStatement
+from .writes import INTAKE
 
 logger = logging.getLogger("taskflow.store")
 
-INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
 _CREATE = str(CreateTable(INTAKE, if_not_exists=True).compile(dialect=sqlite_dialect.dialect())).strip()
 _COLUMNS = [column.name for column in INTAKE.c]
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {INTAKE.name} ORDER BY seq"
 _DELETE = f"DELETE FROM {INTAKE.name} WHERE seq IN (SELECT value FROM json_each(?))"
+_COUNT = f"SELECT count(*) FROM {INTAKE.name}"
 _TIMES = ("created_at", "next_run_at")
 
 # Copy the WAL back into the file after this many commits (as SQLite's own default period).
@@ -145,7 +146,7 @@ class IntakeFile:
         with self._lock:
             if self._connection is None:
                 return 0
-            return self._connection.execute(f"SELECT count(*) FROM {INTAKE.name}").fetchone()[0]
+            return self._connection.execute(_COUNT).fetchone()[0]
 
     def close(self) -> int:
         """Close; delete the file if every row was moved. Returns how many rows are left in it."""
@@ -154,7 +155,7 @@ class IntakeFile:
             if connection is None:
                 return 0
             try:
-                left = connection.execute(f"SELECT count(*) FROM {INTAKE.name}").fetchone()[0]
+                left = connection.execute(_COUNT).fetchone()[0]
                 if left == len(self._unremoved):
                     # Every row left is in the task table already: delete the file while we hold
                     # its lock, so no one finds it half gone.
@@ -187,19 +188,14 @@ class Orphan:
 
     def rows(self) -> list[dict[str, Any]]:
         """Its rows as pending task rows (what the task table takes)."""
-        if not self._has_table():
-            return []
         return [_as_task_row(dict(zip(_COLUMNS, values, strict=True))) for values in self._connection.execute(_SELECT)]
 
-    def _has_table(self) -> bool:
+    def is_set_up(self) -> bool:
+        """Whether its process got as far as creating the table (it held the lock then)."""
         found = self._connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (INTAKE.name,)
         )
         return found.fetchone() is not None
-
-    def is_set_up(self) -> bool:
-        """Whether its process got as far as creating the table (it held the lock then)."""
-        return self._has_table()
 
     def discard(self) -> None:
         """Delete the file (its rows are in the task table now). Holding its lock while we do."""
@@ -226,9 +222,16 @@ def _as_task_row(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def orphans(folder: Path, *, skip: str | None, stale_after: float) -> Iterator[Orphan]:
-    """The intake files in `folder` whose lock we can take (their process is gone), one at a time,
-    each locked while the caller has it.
+def files(folder: Path, *, skip: Path | None) -> list[Path]:
+    """The intake files in `folder`, but `skip` (this process's own, open)."""
+    if not folder.is_dir():
+        return []
+    return [path for path in sorted(folder.glob("*.db")) if path != skip]
+
+
+def orphans(paths: Iterable[Path], *, stale_after: float) -> Iterator[Orphan]:
+    """Of these intake files, those whose lock we can take (their process is gone), one at a
+    time, each locked while the caller has it.
 
     A file without the table is a process that died while opening it, or one opening it right
     now (it takes the lock a moment after creating the file): left alone until `stale_after`
@@ -236,11 +239,7 @@ def orphans(folder: Path, *, skip: str | None, stale_after: float) -> Iterator[O
     it busy, as if its process lived (the probe does not wait: a live process never lets go);
     the file is taken at the next round.
     """
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.db")):
-        if path.name == skip:
-            continue
+    for path in paths:
         try:
             # mode=rw: a file deleted since the listing is not created again, empty.
             uri = f"file:{pathname2url(str(path))}?mode=rw"
