@@ -13,7 +13,7 @@ DEMO_SLUG := my-service
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k bad_answer"`.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint tools browser clean
+.PHONY: demo test lint docs tools browser clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -55,10 +55,14 @@ browser: tools
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
+# The documentation site (MkDocs, Material theme) into site/; --strict fails on a broken link.
+docs: $(TEST_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The browser test's screenshot lands here (kept after the baked folders are gone).
 test: export TEST_ARTIFACTS_DIR ?= $(CURDIR)/test-artifacts
-test: $(TEST_STAMP) tools lint
+test: $(TEST_STAMP) tools lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) site .pytest_cache .ruff_cache
