@@ -23,7 +23,7 @@ ONLY_FOR: dict[tuple[str, str], list[str]] = {
     ("use_redis", "yes"): ["tests/test_redis_events.py"],
     ("database", "postgresql"): ["tests/test_postgresql.py"],
 }
-MARKED_FILES = ["pyproject.toml", ".env.example", "README.md"]
+MARKED_FILES = ["pyproject.toml", ".env.example", "README.md", ".github/workflows/ci.yml"]
 # Left behind in the template folder by running its tests or linters there; never part of a bake.
 CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts")
 MARKER = re.compile(r"\s*# only-if (\w+)=([\w.-]+)\s*$")
