@@ -69,6 +69,14 @@ def prune_marked_lines(relative: str) -> None:
     path.write_text("".join(kept), encoding="utf-8")
 
 
+def write_license() -> None:
+    # licenses/ holds one rendered text per licence choice; the chosen one becomes LICENSE.
+    chosen = ROOT / "licenses" / f"{answer('license')}.txt"
+    if chosen.is_file():
+        chosen.replace(ROOT / "LICENSE")
+    remove("licenses")
+
+
 def database_url() -> str:
     if answer("database") == "postgresql":
         name = answer("project_slug").replace("-", "_")
@@ -129,6 +137,7 @@ def print_next_steps() -> None:
 def main() -> int:
     prune_caches()
     prune_files()
+    write_license()
     for relative in MARKED_FILES:
         prune_marked_lines(relative)
     write_env()
