@@ -9,6 +9,7 @@ stripped from the rest.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -26,6 +27,7 @@ ONLY_FOR: dict[tuple[str, str], list[str]] = {
 MARKED_FILES = ["pyproject.toml", ".env.example", "README.md", ".github/workflows/ci.yml"]
 # Left behind in the template folder by running its tests or linters there; never part of a bake.
 CACHES = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts")
+KEPT = {".venv", ".git"}
 MARKER = re.compile(r"\s*# only-if (\w+)=([\w.-]+)\s*$")
 
 
@@ -51,7 +53,8 @@ def prune_files() -> None:
 def prune_caches() -> None:
     for name in CACHES:
         for path in sorted(ROOT.rglob(name), reverse=True):
-            if path.is_dir():
+            # A re-bake over a service (make demo) keeps its .venv and .git as they are.
+            if path.is_dir() and not KEPT & set(path.relative_to(ROOT).parts):
                 shutil.rmtree(path, ignore_errors=True)
 
 
@@ -126,12 +129,15 @@ def write_answers() -> None:
 
 def print_next_steps() -> None:
     slug = answer("project_slug")
+    # The address `make run` will use: the same HOST and PORT variables, with its defaults.
+    url = f"http://{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
     print(f"\nCreated {slug}/. Next steps:")
     print(f"  cd {slug}")
     if answer("database") == "postgresql":
         print("  createdb -h 127.0.0.1 -U postgres " + slug.replace("-", "_") + "   # or edit DATABASE_URL in .env")
-    print("  make run     # serves http://127.0.0.1:8000 (dashboard: /tasks/dashboard, login in .env)")
-    print("  make test    # the service's own tests")
+    print(f"  make run     # serves {url} (HOST=... PORT=... to change; login for {url}/tasks/dashboard in .env)")
+    print("  make dev     # the same, restarting when the code changes")
+    print("  make test    # ruff lint, ruff format check and the service's tests")
 
 
 def main() -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | jsonify }}""")
-# The rules live beside this hook in the template; cookiecutter runs the hook from a copy.
-sys.path.insert(0, str(Path(str(ANSWERS["_repo_dir"])) / "hooks"))
+# The rules live beside this hook in the template; cookiecutter runs a rendered copy of the hook
+# elsewhere, so the answers extension passes the folder's absolute path.
+# Single quotes: the JSON string starts with a double quote.
+sys.path.insert(0, json.loads(r'''{{ answer_rules_dir | jsonify }}'''))  # fmt: skip
 
 from answer_rules import error_lines  # noqa: E402
 
