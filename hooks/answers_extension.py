@@ -52,6 +52,7 @@ class AnswersExtension(Extension):
         environment.filters["project_slug"] = derive_slug
         environment.filters["checked_answers"] = checked_answers
         environment.globals["answer_rules_dir"] = str(TEMPLATE / "hooks")
+        environment.globals["template_dir"] = str(TEMPLATE)
 
     def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
         # Files of the template are loaded by name; only answers and the few strings above come

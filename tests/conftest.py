@@ -62,7 +62,7 @@ def project_files(root: Path) -> Iterator[Path]:
     """Every file of a project folder, without caches that tools leave behind."""
     for path in sorted(root.rglob("*")):
         parts = path.relative_to(root).parts
-        if path.is_file() and not {"__pycache__", ".pytest_cache", ".ruff_cache", ".venv"} & set(parts):
+        if path.is_file() and not {"__pycache__", ".pytest_cache", ".ruff_cache", ".venv", ".git"} & set(parts):
             yield path
 
 
