@@ -181,7 +181,7 @@ def make_repository() -> str:
         git("-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message, env=env)
         git("branch", TEMPLATE_BRANCH)
     except subprocess.CalledProcessError as error:
-        return f"git {error.args[1][1]} failed ({error.stderr.strip()}): the repository is incomplete"
+        return f"git failed ({error.stderr.strip() or error.returncode}): the repository is incomplete"
     return f"a git repository: the generation commit is on your branch and on `{TEMPLATE_BRANCH}`"
 
 
