@@ -1,5 +1,5 @@
 # Two commands, on a machine with only Python 3.11+ and make:
-#   make demo   bake the default service into build/ and serve it at http://127.0.0.1:8000
+#   make demo   bake the default service into build/ and serve it at http://127.0.0.1:8000 (HOST, PORT)
 #   make test   lint the template and run its tests (each option baked, baked suites run)
 # Both set up .venv first; a stamp file per requirements file keeps repeat runs fast.
 PYTHON ?= python3
@@ -10,6 +10,9 @@ TEST_STAMP := $(VENV)/.test-installed
 DEMO_DIR := build
 # Passed to cookiecutter explicitly, so this folder name cannot drift from the bake.
 DEMO_SLUG := my-service
+# Where `make demo` serves the service, e.g. `make demo PORT=8080` (the service's Makefile reads the same).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k bad_answer"`.
 PYTEST_ARGS ?=
 
@@ -29,11 +32,13 @@ $(TEST_STAMP): requirements-test.txt requirements-demo.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-# --overwrite-if-exists keeps the demo's own .venv, .env and database between runs.
+# --overwrite-if-exists keeps the demo's own .venv, .env and database between runs; the service's
+# Makefile reinstalls only when its dependencies changed, so a second demo starts in seconds.
+# HOST and PORT also reach the bake, whose closing message names the address.
 demo: $(DEMO_STAMP)
-	$(BIN)/cookiecutter . --no-input --default-config --overwrite-if-exists \
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/cookiecutter . --no-input --default-config --overwrite-if-exists \
 		--output-dir $(DEMO_DIR) project_slug=$(DEMO_SLUG)
-	$(MAKE) -C $(DEMO_DIR)/$(DEMO_SLUG) run
+	$(MAKE) -C $(DEMO_DIR)/$(DEMO_SLUG) run HOST=$(HOST) PORT=$(PORT)
 
 # System packages some tests use, from Debian when missing and we are root: chromium for the
 # browser tests (never a browser downloaded by Playwright), valgrind for the smoke test of

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from cookiecutter.main import cookiecutter
 
+from hooks.answer_rules import CHOICES
+
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 CONTEXT: dict[str, object] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
@@ -29,8 +31,8 @@ Options = Mapping[str, str]
 
 
 def choices() -> dict[str, list[str]]:
-    """Every choice variable in cookiecutter.json; the first value is the default."""
-    return {name: value for name, value in CONTEXT.items() if isinstance(value, list) and not name.startswith("_")}
+    """Every answer with a fixed set of values; the first value is the default."""
+    return {name: list(values) for name, values in CHOICES.items()}
 
 
 def option_id(options: Options) -> str:
@@ -60,7 +62,7 @@ def project_files(root: Path) -> Iterator[Path]:
     """Every file of a project folder, without caches that tools leave behind."""
     for path in sorted(root.rglob("*")):
         parts = path.relative_to(root).parts
-        if path.is_file() and not {"__pycache__", ".pytest_cache", ".ruff_cache", ".venv"} & set(parts):
+        if path.is_file() and not {"__pycache__", ".pytest_cache", ".ruff_cache", ".venv", ".git"} & set(parts):
             yield path
 
 

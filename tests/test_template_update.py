@@ -35,13 +35,19 @@ def run(service: Path, *command: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def service(bake_into: Bake, tmp_path: Path) -> Path:
-    """A generated service in its own git repository, with the `template` branch at generation."""
-    service = bake_into(tmp_path / "service")
-    git(service, "init", "--quiet", "--initial-branch=main")
-    git(service, "add", "--all")
-    git(service, "commit", "--quiet", "-m", "Generate from the template")
-    git(service, "branch", "template")
-    return service
+    """A generated service: the bake is its own git repository, with the `template` branch."""
+    return bake_into(tmp_path / "service")
+
+
+def test_the_generated_service_is_a_repository_with_the_template_branch_at_generation(service: Path) -> None:
+    assert git(service, "status", "--porcelain") == "", "the generation commit left files out"
+    [generation] = git(service, "rev-list", "--all").split()
+    assert git(service, "rev-parse", "HEAD").strip() == generation
+    assert git(service, "rev-parse", "template").strip() == generation
+    message = git(service, "log", "-1", "--format=%B")
+    assert message.startswith("Generate from the template")
+    assert "Template commit: " in message
+    assert ".env" not in git(service, "ls-files").split(), "the secrets file was committed"
 
 
 def newer_template(tmp_path: Path, edit: str) -> Path:
@@ -88,6 +94,51 @@ def test_a_conflicting_update_stops_and_the_tests_refuse_the_markers(service: Pa
     guard = run(service, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_repository.py")
     assert guard.returncode == 1
     assert "app/taskflow/runner.py" in guard.stdout
+
+
+def test_update_records_the_template_commit_it_pulled(service: Path, tmp_path: Path) -> None:
+    template = newer_template(tmp_path, "Release 2 of the runner.")
+    git(template, "init", "--quiet")
+    git(template, "add", "--all")
+    git(template, "commit", "--quiet", "-m", "Release 2")
+    release = git(template, "rev-parse", "HEAD").strip()
+    result = run(service, sys.executable, "scripts/update_template.py", str(template))
+    assert result.returncode == 0, result.stdout + result.stderr
+    message = git(service, "log", "-1", "--format=%B", "template")
+    assert message.startswith(f"Template update from {template}")
+    assert f"Template commit: {release}\n" in message
+
+
+def test_update_prints_the_bakes_own_error(service: Path, tmp_path: Path) -> None:
+    edit_line(service / ".cookiecutter-answers.yaml", 'database: "sqlite"', 'database: "mysql"')
+    git(service, "commit", "--quiet", "-am", "A bad answer")
+    result = run(service, sys.executable, "scripts/update_template.py", str(newer_template(tmp_path, "Release 2.")))
+    assert result.returncode == 1
+    assert "ERROR: baking " in result.stderr
+    assert "ERROR: database='mysql' must be one of sqlite, postgresql (example: database=sqlite)" in result.stderr
+    assert git(service, "status", "--porcelain") == ""
+
+
+def test_update_without_cookiecutter_says_how_to_get_it(service: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = run(service, str(bare / "bin" / "python"), "scripts/update_template.py", str(tmp_path))
+    assert result.returncode == 1
+    assert "ERROR: cookiecutter is not installed" in result.stderr
+    assert "make dev" in result.stderr
+
+
+def test_manifest_lists_the_teams_changes_in_the_middle_of_a_conflict(service: Path, tmp_path: Path) -> None:
+    runner = service / "app" / "taskflow" / "runner.py"
+    edit_line(runner, '"""The runner:', '"""Our own runner note.\n\nThe runner:')
+    git(service, "commit", "--quiet", "-am", "A local edit to the vendored runner")
+    result = run(service, sys.executable, "scripts/update_template.py", str(newer_template(tmp_path, "Release 2.")))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "<<<<<<< " in runner.read_text(encoding="utf-8")
+    # By path: the package itself cannot be imported while runner.py holds conflict markers.
+    manifest = run(service, sys.executable, "app/taskflow/manifest.py")
+    assert manifest.returncode == 1, manifest.stdout + manifest.stderr
+    assert "changed  app/taskflow/runner.py" in manifest.stdout.splitlines()
 
 
 def test_update_refuses_a_dirty_work_tree(service: Path, tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""Application factory: `uvicorn --factory app.main:create_app`, or `create_app(settings)` in tests."""
+"""The application: `uvicorn app.main:app` (or `fastapi run`), `uvicorn --factory app.main:create_app`,
+or `create_app(settings)` in tests."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 from fastapi import FastAPI
 
@@ -59,3 +61,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pages=[pages.page],
     )
     return app
+
+
+@cache
+def _app_from_the_environment() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first use, not on import: importing create_app (tests do) reads no
+    # settings and opens no database.
+    if name == "app":
+        return _app_from_the_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Listed, so that `fastapi run` finds `app` the way it finds a module-level one.
+    return sorted([*globals(), "app"])

@@ -4,6 +4,10 @@ MANIFEST.json (beside this file) holds the SHA-256 of every file of taskflow and
 the template shipped them. The command lists files changed, added or removed since, so a team
 knows what to carry over when it pulls a newer template. Template maintainers refresh the
 manifest with `--write` after editing taskflow.
+
+It only reads files and imports nothing of taskflow, so it also answers in the middle of a merge
+conflict. There, run it by path, `python app/taskflow/manifest.py`: `python -m` would first import
+the half-merged package, and a conflict marker in any module it imports stops Python right there.
 """
 
 from __future__ import annotations
@@ -11,16 +15,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
-
-from . import __version__
 
 PACKAGE = Path(__file__).resolve().parent
 SERVICE = PACKAGE.parent.parent
 MANIFEST = PACKAGE / "MANIFEST.json"
 ROOTS = ("app/taskflow", "tests/taskflow")
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+VERSION_LINE = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+
+
+def package_version() -> str:
+    """taskflow's __version__, read from __init__.py's text (importing it could fail mid-merge)."""
+    match = VERSION_LINE.search((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    return match.group(1) if match else "unknown"
 
 
 def current_hashes(service: Path = SERVICE) -> dict[str, str]:
@@ -47,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="record the current files as shipped (maintainers)")
     args = parser.parse_args(argv)
     if args.write:
-        document = {"version": __version__, "files": current_hashes()}
+        version = package_version()
+        document = {"version": version, "files": current_hashes()}
         MANIFEST.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"wrote {MANIFEST.name}: taskflow {__version__}, {len(document['files'])} files")
+        print(f"wrote {MANIFEST.name}: taskflow {version}, {len(document['files'])} files")
         return 0
     if not MANIFEST.exists():
         print("no MANIFEST.json beside taskflow: cannot tell what changed", file=sys.stderr)
