@@ -26,8 +26,19 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel.sql.sqltypes import AutoString
 
 from ..models import TASKFLOW_TABLES, UTCDateTime
+from ..store.engine import open_database
 
-__all__ = ["FOLDER", "VERSION_TABLE", "SchemaBehind", "check", "differences", "heads", "upgrade"]
+__all__ = [
+    "FOLDER",
+    "VERSION_TABLE",
+    "SchemaBehind",
+    "check",
+    "check_database",
+    "differences",
+    "heads",
+    "upgrade",
+    "upgrade_database",
+]
 
 FOLDER = Path(__file__).parent
 VERSION_TABLE = "taskflow_alembic_version"
@@ -153,6 +164,24 @@ def check(engine: Engine) -> None:
         f"taskflow: the database {state}: run `{UPGRADE_COMMAND}` "
         "(or start with migrations applied at start: migrate_on_start=True, MIGRATE_ON_START=true in the service)"
     )
+
+
+def upgrade_database(database_url: str) -> None:
+    """`upgrade` on taskflow's own engine for this URL, closed afterwards (`make migrate`, a start)."""
+    database = open_database(database_url)
+    try:
+        upgrade(database.write_engine)
+    finally:
+        database.dispose()
+
+
+def check_database(database_url: str) -> None:
+    """`check` on taskflow's own engine for this URL, closed afterwards."""
+    database = open_database(database_url)
+    try:
+        check(database.read_engine)
+    finally:
+        database.dispose()
 
 
 def differences(engine: Engine, metadata: MetaData | None = None) -> list[Any]:

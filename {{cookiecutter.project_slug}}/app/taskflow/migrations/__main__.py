@@ -21,8 +21,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import create_engine
 
-from ..store.engine import open_database
-from . import SchemaBehind, alembic_config, check, differences, upgrade
+from . import SchemaBehind, alembic_config, check_database, differences, upgrade, upgrade_database
 
 
 def _database_url(given: str | None) -> str:
@@ -43,10 +42,15 @@ def write_revision(message: str) -> Path | None:
             config = alembic_config()
             if importlib.util.find_spec("ruff") is not None:
                 # Revisions come out formatted as the rest of the code (`make lint` checks them).
-                config.set_section_option("post_write_hooks", "hooks", "ruff_format")
-                config.set_section_option("post_write_hooks", "ruff_format.type", "module")
-                config.set_section_option("post_write_hooks", "ruff_format.module", "ruff")
-                config.set_section_option("post_write_hooks", "ruff_format.options", "format REVISION_SCRIPT_FILENAME")
+                hooks = {
+                    "ruff_fix": "check --fix --exit-zero REVISION_SCRIPT_FILENAME",
+                    "ruff_format": "format REVISION_SCRIPT_FILENAME",
+                }
+                config.set_section_option("post_write_hooks", "hooks", ", ".join(hooks))
+                for hook, options in hooks.items():
+                    config.set_section_option("post_write_hooks", f"{hook}.type", "module")
+                    config.set_section_option("post_write_hooks", f"{hook}.module", "ruff")
+                    config.set_section_option("post_write_hooks", f"{hook}.options", options)
             with engine.connect() as connection:
                 config.attributes["connection"] = connection
                 script = command.revision(config, message=message, autogenerate=True)
@@ -69,17 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         path = write_revision(arguments.message)
         print(f"wrote {path}" if path else "taskflow: the models and the migrations agree; no revision written")
         return 0
-    database = open_database(_database_url(arguments.database_url))
+    url = _database_url(arguments.database_url)
     try:
         if arguments.command == "upgrade":
-            upgrade(database.write_engine)
+            upgrade_database(url)
         else:
-            check(database.read_engine)
+            check_database(url)
     except SchemaBehind as error:
         print(error, file=sys.stderr)
         return 1
-    finally:
-        database.dispose()
     print("taskflow: the database is current")
     return 0
 
