@@ -36,6 +36,7 @@ __all__ = [
     "check_database",
     "differences",
     "heads",
+    "render_item",
     "upgrade",
     "upgrade_database",
 ]
