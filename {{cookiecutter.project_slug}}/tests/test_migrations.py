@@ -41,7 +41,9 @@ def test_a_start_that_may_not_migrate_stops_on_an_empty_database_with_one_line(s
     with pytest.raises(SystemExit) as stopped:
         create_app(settings.model_copy(update={"migrate_on_start": False}))
     message = str(stopped.value.code)
-    assert message.startswith("ERROR: taskflow: the database has none of taskflow's tables: run `make migrate`")
+    assert message.startswith(
+        "ERROR: taskflow: the database has none of taskflow's migrations applied: run `make migrate`"
+    )
     assert "\n" not in message
     assert "taskflow_tasks" not in table_names(settings.database_url)
 
@@ -89,6 +91,6 @@ def test_a_service_process_behind_the_code_exits_with_one_line(tmp_path: Path) -
     result = subprocess.run(command_line, cwd=SERVICE_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "ERROR: taskflow: the database has none of taskflow's tables: run `make migrate` "
-        "(or start with migrations applied at start: migrate_on_start=True, MIGRATE_ON_START=true in the service)"
+        "ERROR: taskflow: the database has none of taskflow's migrations applied: run `make migrate` "
+        "(or let the start apply them: migrate_on_start=True, MIGRATE_ON_START=true in the service)"
     ]

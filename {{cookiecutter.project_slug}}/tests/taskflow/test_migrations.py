@@ -86,7 +86,7 @@ async def test_a_manager_that_may_not_migrate_stops_on_an_empty_database_naming_
         await manager.start()
     message = str(stopped.value)
     assert "\n" not in message
-    assert "has none of taskflow's tables" in message
+    assert "has none of taskflow's migrations applied" in message
     assert "run `make migrate`" in message
     assert not manager.running
     engine = create_engine(database_url)

@@ -134,6 +134,7 @@ def upgrade(engine: Engine) -> None:
             # Another process may have migrated while this one waited for the lock.
             if _current(connection) == wanted:
                 return
+        # The step `alembic upgrade heads` takes, without re-reading env.py and versions/ each time.
         _run(connection, lambda revision, _context: _script()._upgrade_revs("heads", revision))
 
 
@@ -153,7 +154,7 @@ def check(engine: Engine) -> None:
         return
     known = {revision.revision for revision in _script().walk_revisions()}
     if not current:
-        state = "has none of taskflow's tables"
+        state = "has none of taskflow's migrations applied"
     elif current - known:
         raise SchemaBehind(
             f"taskflow: the database is at revision {', '.join(sorted(current - known))}, which this code "
@@ -163,7 +164,7 @@ def check(engine: Engine) -> None:
         state = f"is at revision {', '.join(sorted(current))}, this code needs {', '.join(sorted(wanted))}"
     raise SchemaBehind(
         f"taskflow: the database {state}: run `{UPGRADE_COMMAND}` "
-        "(or start with migrations applied at start: migrate_on_start=True, MIGRATE_ON_START=true in the service)"
+        "(or let the start apply them: migrate_on_start=True, MIGRATE_ON_START=true in the service)"
     )
 
 
