@@ -14,6 +14,7 @@ from app.taskflow.migrations.__main__ import main, write_revision
 from app.taskflow.models import TASKFLOW_TABLES
 from app.taskflow.store.engine import open_database
 
+FIRST_REVISION = "taskflow_0001"
 ADD_A_MIGRATION = 'add a migration: python -m app.taskflow.migrations revision -m "what changed"'
 
 
@@ -42,7 +43,7 @@ def test_a_column_added_to_a_model_without_a_migration_is_found(database_url: st
     models = MetaData()
     for table in TASKFLOW_TABLES:
         table.to_metadata(models)
-    models.tables["taskflow_tasks"].append_column(Column("tenant", String(100), nullable=True))
+    models.tables["taskflow_tasks"].append_column(Column("added_without_a_migration", String(100), nullable=True))
     database = open_database(database_url)
     try:
         upgrade(database.write_engine)
@@ -50,7 +51,7 @@ def test_a_column_added_to_a_model_without_a_migration_is_found(database_url: st
     finally:
         database.dispose()
     assert [(change[0], change[2], change[3].name) for change in changes] == [
-        ("add_column", "taskflow_tasks", "tenant")
+        ("add_column", "taskflow_tasks", "added_without_a_migration")
     ]
 
 
@@ -131,10 +132,10 @@ def test_the_check_command_fails_with_one_line_until_the_database_is_upgraded(
 def test_a_database_made_before_migrations_is_adopted_and_loses_its_retired_indexes(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        # As an earlier build left it: the tables from the models, an index since retired, no history.
-        for table in TASKFLOW_TABLES:
-            table.create(engine)
+        # As an earlier build left it: the first revision's tables, an index since retired, no history.
+        upgrade(engine, to=FIRST_REVISION)
         with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
             connection.exec_driver_sql(
                 "CREATE INDEX ix_taskflow_tasks_status_lease ON taskflow_tasks (status, lease_expires_at)"
             )

@@ -117,15 +117,16 @@ def _current(connection: Connection) -> set[str]:
     return set(MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_heads())
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending taskflow migration (none: one query), once across processes.
+def upgrade(engine: Engine, to: str = "heads") -> None:
+    """Apply every pending taskflow migration (none: one query), once across processes; `to`
+    stops at a given revision instead (tests build the databases earlier versions left).
 
     All in one transaction that no other process's migration runs beside. PostgreSQL: an
     advisory lock, taken only when something is pending and held until the commit. SQLite:
     taskflow's write engine begins every transaction with BEGIN IMMEDIATE, which holds the
     database's write lock from the start (store/engine.py).
     """
-    wanted = heads()
+    wanted = heads() if to == "heads" else {to}
     with engine.connect() as connection, connection.begin():
         if _current(connection) == wanted:
             return
@@ -135,7 +136,7 @@ def upgrade(engine: Engine) -> None:
             if _current(connection) == wanted:
                 return
         # The step `alembic upgrade heads` takes, without re-reading env.py and versions/ each time.
-        _run(connection, lambda revision, _context: _script()._upgrade_revs("heads", revision))
+        _run(connection, lambda revision, _context: _script()._upgrade_revs(to, revision))
 
 
 def _run(connection: Connection, step: Any) -> None:
