@@ -16,6 +16,10 @@ class Settings(BaseSettings):
     app_name: str = "Task service"
     # SQLite file by default; PostgreSQL with postgresql+psycopg://user@host:5432/name.
     database_url: str = "sqlite:///./data/app.db"
+    # Apply pending migrations (taskflow's, then the service's) when the service starts. Set it
+    # to false when the deploy runs `make migrate` first: a database behind the code then stops
+    # the start with one line that says so.
+    migrate_on_start: bool = True
     # Optional: carries live dashboard events between instances.
     redis_url: str | None = None
     secret_key: SecretStr = Field(default=SecretStr(""), description="Signs the admin session cookie.")

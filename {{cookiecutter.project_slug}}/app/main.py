@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
+from app.schema import prepare
 from app.taskflow import TaskAdmin
 from app.tasks import task_manager
 
@@ -20,8 +21,11 @@ from app.tasks import task_manager
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.getLogger("app").setLevel(logging.INFO)
+    # Before anything opens the database: a schema behind the code stops here, with one line.
+    prepare(settings)
     task_manager.configure(
         database_url=settings.database_url,
+        migrate_on_start=settings.migrate_on_start,
         redis_url=settings.redis_url,
         concurrency=settings.task_concurrency,
         threads=settings.task_thread_pool,

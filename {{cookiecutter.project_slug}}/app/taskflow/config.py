@@ -30,6 +30,9 @@ class TaskflowConfig:
     # Finished tasks (success, failed, cancelled, interrupted) older than this many seconds are
     # deleted, with their attempts, at start and every minute. None keeps every row.
     keep_finished: float | None = None
+    # Apply taskflow's pending migrations when the store opens (once across processes). False:
+    # the start stops with one line naming `make migrate` unless the database is current.
+    migrate_on_start: bool = True
     # Carry live events between instances (optional).
     redis_url: str | None = None
     redis_channel: str = "taskflow:events"

@@ -94,8 +94,17 @@ class TaskManager:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.config.database_url)
-            self._store.create_tables()
+            store = open_store(self.config.database_url)
+            try:
+                # Only this process sees an in-memory store: its tables are always made here.
+                if self.config.migrate_on_start or self.config.database_url is None:
+                    store.create_tables()
+                else:
+                    store.check_schema()
+            except BaseException:
+                store.dispose()
+                raise
+            self._store = store
         return self._store
 
     @property

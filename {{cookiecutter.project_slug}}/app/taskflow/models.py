@@ -175,8 +175,5 @@ class AuditEntry(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_column=Column(Text))
 
 
-# Indexes earlier versions created that are gone from the models above; create_tables drops them.
-RETIRED_INDEXES = ("ix_taskflow_tasks_status_lease",)
-
 # In the database. TaskIntake's table lives in each process's intake file (store/intake.py).
 TASKFLOW_TABLES = [TaskRecord.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]

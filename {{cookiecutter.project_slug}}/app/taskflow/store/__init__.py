@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Index, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.schema import DropIndex
 from sqlmodel import Session
 
-from ..models import RETIRED_INDEXES, TASKFLOW_TABLES, AuditEntry, TaskStatus, utcnow
+from .. import migrations
+from ..models import AuditEntry, TaskStatus, utcnow
 from . import intake, leases, queries, retention
 from .engine import Database, open_database
 from .queries import TaskFilter
@@ -79,13 +79,14 @@ class Store:
             return operation(connection)
 
     def create_tables(self) -> None:
+        """Apply taskflow's pending migrations (migrations/), made once however many processes start."""
         with self.database.serialised_writes():
-            TASKS.metadata.create_all(self.database.write_engine, tables=TASKFLOW_TABLES)
-            with self.database.write_engine.begin() as connection:
-                for name in RETIRED_INDEXES:
-                    # An index no query uses still costs every write: a database made by an
-                    # earlier version loses it here.
-                    connection.execute(DropIndex(Index(name), if_exists=True))
+            migrations.upgrade(self.database.write_engine)
+
+    def check_schema(self) -> None:
+        """Raise migrations.SchemaBehind, one line naming the command to run, unless the tables are current."""
+        with self.database.serialised():
+            migrations.check(self.database.read_engine)
 
     def dispose(self) -> None:
         self.close_intake()

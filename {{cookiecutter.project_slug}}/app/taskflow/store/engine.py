@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -84,10 +85,27 @@ class Database:
             self.read_engine.dispose()
 
 
+def _enable_wal(cursor: Any) -> None:
+    """WAL: readers (the dashboard) never block the writer, and the writer never blocks them.
+
+    Turning a new file to WAL needs it to itself, and SQLite does not wait for that: a second
+    process starting on the same new file finds the first one's migration in the way and is
+    told "database is locked" at once. It waits here, as long as the busy timeout below.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL: readers (the dashboard) never block the writer, and the writer never blocks them.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _enable_wal(cursor)
     # NORMAL is durable across process crashes (kill -9) in WAL mode; an OS crash may lose
     # the last commits, which the at-least-once contract then re-runs.
     cursor.execute("PRAGMA synchronous=NORMAL")

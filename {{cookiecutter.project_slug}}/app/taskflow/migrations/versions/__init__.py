@@ -1,0 +1,1 @@
+"""taskflow's revisions (a package only so that installed copies ship them)."""
