@@ -377,6 +377,6 @@ def _describe(single: Batch) -> str:
 
 
 def _reason(error: BaseException) -> str:
-    """The first line of a database error (the rest repeats the statement and its values)."""
-    lines = str(error).splitlines()
+    """The first line of the driver's error (SQLAlchemy's adds the statement and its values)."""
+    lines = str(getattr(error, "orig", None) or error).splitlines()
     return storable_text(lines[0] if lines else type(error).__name__, TextLimit(500))
