@@ -81,9 +81,10 @@ async def test_a_task_whose_texts_the_database_would_refuse_fails_once_and_is_sh
 
     app = make_app(manager, display_func_args=True)
     stored = STORED_AS[bad]
-    async with client_for(app, auth=ADMIN) as client:
+    async with client_for(app, auth=ADMIN) as client, manager.events.subscribe() as events:
         task_id = manager.enqueue(refusable, kwargs={"payload": f"<{bad}>"})
         row = await wait_for_status(manager, task_id, TaskStatus.FAILED)
+        live = [events.get_nowait() for _ in range(events.qsize())]
         pages = {
             "dashboard": await client.get("/tasks/dashboard"),
             "table": await client.get("/tasks/dashboard/partials/table"),
@@ -103,3 +104,5 @@ async def test_a_task_whose_texts_the_database_would_refuse_fails_once_and_is_sh
     assert detail["error"] == f"error <{stored}>"
     assert detail["kwargs"] == {"payload": f"<{stored}>"}
     assert [task["task_id"] for task in pages["list"].json()] == [task_id]
+    # The live events (the dashboard's stream, Redis) carry the message as it was stored.
+    assert f"progress <{stored}>" in {event.progress_message for event in live}
