@@ -11,6 +11,7 @@ from datetime import datetime
 
 from .models import utcnow
 from .policy import TaskCancelled
+from .storable import TEXT_LIMITS, storable_text
 
 MAX_LOG_RECORDS = 200
 MAX_LOG_MESSAGE = 2000
@@ -39,7 +40,9 @@ class TaskContext:
         """Report progress (`done` of `total`, with an optional message); shown live in the dashboard."""
         self.progress_done = float(done)
         self.progress_total = None if total is None else float(total)
-        self.progress_message = None if message is None else str(message)[:500]
+        # Made storable here, not only on its way to the database: live events carry it too.
+        limit = TEXT_LIMITS["progress_message"]
+        self.progress_message = None if message is None else storable_text(str(message), limit)
         self._on_progress(self)
 
     @property

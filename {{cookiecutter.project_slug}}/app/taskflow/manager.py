@@ -20,6 +20,7 @@ from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
 from .leases import new_owner_id
 from .models import TaskStatus, utcnow
+from .options import TaskOptions
 from .policy import RetryPolicy
 from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
@@ -116,51 +117,34 @@ class TaskManager:
     @overload
     def task(self, func: Callable[P, R], /) -> Callable[P, R]: ...
 
+    # The options and their defaults are TaskOptions' (options.py); here only their types.
     @overload
     def task(
         self,
         *,
-        retries: int = 0,
-        delay: float = 0.0,
-        backoff: float = 1.0,
-        max_delay: float = 3600.0,
-        jitter: bool = False,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        give_up_on: tuple[type[BaseException], ...] = (),
-        timeout: float | None = None,
-        persist: bool = False,
-        name: str | None = None,
+        retries: int = ...,
+        delay: float = ...,
+        backoff: float = ...,
+        max_delay: float = ...,
+        jitter: bool = ...,
+        retry_on: tuple[type[BaseException], ...] = ...,
+        give_up_on: tuple[type[BaseException], ...] = ...,
+        timeout: float | None = ...,
+        persist: bool = ...,
+        name: str | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
-    def task(
-        self,
-        func: Callable[..., Any] | None = None,
-        /,
-        *,
-        retries: int = 0,
-        delay: float = 0.0,
-        backoff: float = 1.0,
-        max_delay: float = 3600.0,
-        jitter: bool = False,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        give_up_on: tuple[type[BaseException], ...] = (),
-        timeout: float | None = None,
-        persist: bool = False,
-        name: str | None = None,
-    ) -> Any:
-        """Register a task. The function is returned unchanged, so it stays directly callable."""
-        policy = RetryPolicy(
-            retries=retries,
-            delay=delay,
-            backoff=backoff,
-            max_delay=max_delay,
-            jitter=jitter,
-            retry_on=tuple(retry_on),
-            give_up_on=tuple(give_up_on),
-        )
+    def task(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a task. The function is returned unchanged, so it stays directly callable.
+
+        Options left out take their defaults from TaskOptions.
+        """
+        task_options = TaskOptions.from_arguments(options)
+        # Built now, so that bad options fail at decoration time even before a function is given.
+        RetryPolicy.of(task_options)
 
         def register(function: Callable[P, R]) -> Callable[P, R]:
-            spec = build_spec(function, name=name, policy=policy, timeout=timeout, persist=persist)
+            spec = build_spec(function, task_options)
             self.registry.add(spec)
             return function
 

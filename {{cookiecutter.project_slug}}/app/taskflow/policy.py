@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from .options import DEFAULTS, TaskOptions
 
 
 class RetryAfter(Exception):
@@ -32,22 +34,22 @@ class TaskTimeout(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """How a task is retried. Defaults keep the reference library's behaviour (no retries)."""
+    """How a task is retried. The defaults are @task's (see options.py): no retries."""
 
     # Additional attempts after the first failure.
-    retries: int = 0
+    retries: int = DEFAULTS.retries
     # Seconds before the first retry.
-    delay: float = 0.0
+    delay: float = DEFAULTS.delay
     # Multiplier applied to the delay on each further retry.
-    backoff: float = 1.0
+    backoff: float = DEFAULTS.backoff
     # Upper bound on any computed delay, in seconds.
-    max_delay: float = 3600.0
+    max_delay: float = DEFAULTS.max_delay
     # Full jitter: pick the delay uniformly in [0, computed delay] to spread retry storms.
-    jitter: bool = False
+    jitter: bool = DEFAULTS.jitter
     # Only these exceptions are retried (RetryAfter always is).
-    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    retry_on: tuple[type[BaseException], ...] = DEFAULTS.retry_on
     # These are never retried, even if they match retry_on.
-    give_up_on: tuple[type[BaseException], ...] = field(default_factory=tuple)
+    give_up_on: tuple[type[BaseException], ...] = DEFAULTS.give_up_on
 
     def __post_init__(self) -> None:
         problems = []
@@ -65,6 +67,19 @@ class RetryPolicy:
                     problems.append(f"{option} must list exception classes, got {item!r}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @classmethod
+    def of(cls, options: TaskOptions) -> RetryPolicy:
+        """The retry part of a task's options."""
+        return cls(
+            retries=options.retries,
+            delay=options.delay,
+            backoff=options.backoff,
+            max_delay=options.max_delay,
+            jitter=options.jitter,
+            retry_on=options.retry_on,
+            give_up_on=options.give_up_on,
+        )
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         """True when `attempt` (1-based) failed with `error` and another attempt is allowed."""

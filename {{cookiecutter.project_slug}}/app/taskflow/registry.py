@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .arguments import Signature
+from .options import TaskOptions, option_names
 from .policy import RetryPolicy
 
 
@@ -19,6 +20,8 @@ class TaskSpec:
 
     name: str
     func: Callable[..., Any]
+    # What the decorator was given, defaults filled in; the fields below are derived from it.
+    options: TaskOptions = field(repr=False)
     policy: RetryPolicy
     # Seconds one attempt may run; None for no limit.
     timeout: float | None
@@ -30,13 +33,15 @@ class TaskSpec:
     registered: bool = True
 
     def describe(self) -> dict[str, object]:
+        """The task and every option it runs with (an option added to TaskOptions shows here too)."""
+        options: dict[str, object] = {name: getattr(self.options, name) for name in option_names() if name != "name"}
+        for exceptions in ("retry_on", "give_up_on"):
+            options[exceptions] = [t.__name__ for t in getattr(self.options, exceptions)]
         return {
             "name": self.name,
             "function": f"{getattr(self.func, '__module__', '?')}.{getattr(self.func, '__qualname__', '?')}",
             "is_async": self.is_async,
-            "persist": self.persist,
-            "timeout": self.timeout,
-            **self.policy.describe(),
+            **options,
         }
 
 
@@ -47,28 +52,24 @@ def is_async_callable(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or (callable(obj) and inspect.iscoroutinefunction(obj.__call__))
 
 
-def build_spec(
-    func: Callable[..., Any],
-    *,
-    name: str | None,
-    policy: RetryPolicy,
-    timeout: float | None,
-    persist: bool,
-    registered: bool = True,
-) -> TaskSpec:
+def build_spec(func: Callable[..., Any], options: TaskOptions, *, registered: bool = True) -> TaskSpec:
+    """The spec of `func` with these options; bad options fail here, at decoration time."""
     if not callable(func):
         raise TypeError(f"@task needs a function, got {func!r}")
+    timeout = options.timeout
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    name = options.name
     task_name = name if name is not None else getattr(func, "__name__", None) or type(func).__name__
     if not isinstance(task_name, str) or not task_name.strip() or len(task_name) > 200:
         raise ValueError(f"task name must be a non-empty string of at most 200 characters, got {task_name!r}")
     return TaskSpec(
         name=task_name,
         func=func,
-        policy=policy,
+        options=options,
+        policy=RetryPolicy.of(options),
         timeout=timeout,
-        persist=persist,
+        persist=options.persist,
         is_async=is_async_callable(func),
         signature=Signature.of(func),
         registered=registered,
@@ -103,7 +104,7 @@ class Registry:
         if spec is not None:
             return spec
         name = f"{getattr(func, '__module__', 'unknown')}.{getattr(func, '__qualname__', type(func).__name__)}"
-        spec = build_spec(func, name=name, policy=RetryPolicy(), timeout=None, persist=False, registered=False)
+        spec = build_spec(func, TaskOptions(name=name), registered=False)
         with self._lock:
             self._by_name.setdefault(spec.name, spec)
             self._by_func.setdefault(func, spec)

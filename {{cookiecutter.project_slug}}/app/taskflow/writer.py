@@ -5,6 +5,8 @@ progress and outcome are folded into its still-unwritten insert, so a short task
 INSERT. A persisted task is held the same way, already committed in add_task into this
 process's intake file (SQLite; see store/intake.py), which drops it once its insert commits.
 If the database is unreachable, the batch is kept and retried with backoff: nothing is lost.
+If it refuses a batch, each write is tried alone, and a write it still refuses is stored
+without its texts (an error says why): the writer never stops.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from ._loops import call_in_loop
 from .models import TaskStatus, utcnow
+from .storable import TextLimit, storable_text
 from .store import INTAKE_SEQ, Batch, BatchResult, Finish, Progress, Store
 
 logger = logging.getLogger("taskflow.writer")
@@ -238,7 +241,12 @@ class Writer:
                         await self._wake.wait()
                 continue
             self._last_flush = time.monotonic()
-            result = await self._apply_until_written(loop, batch)
+            try:
+                result = await self._apply_until_written(loop, batch)
+            except Exception:
+                # Never reached by design; if it were, the writer must live on and flushed() return.
+                logger.exception("taskflow: a batch of %d task writes failed unexpectedly", len(batch))
+                result = BatchResult()
             self._applied += 1
             self._applied_event.set()
             for task_id in result.rejected:
@@ -254,7 +262,26 @@ class Writer:
                         future.set_result(attempt)
 
     async def _apply_until_written(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> BatchResult:
-        """Retry while the database is unreachable or locked; split the batch if it is refused."""
+        """Write a batch whatever happens: kept and retried while the database is unreachable
+        or locked; written one write at a time if the database refuses it."""
+        try:
+            return await self._retry_while_unreachable(loop, batch)
+        except Exception as exc:
+            logger.warning(
+                "taskflow: the database refused a batch of %d task writes (%s); writing them one by one",
+                len(batch),
+                _reason(exc),
+            )
+        result = BatchResult()
+        for single in _singles(batch):
+            partial = await self._apply_single(loop, single)
+            result.claimed.update(partial.claimed)
+            result.rejected.extend(partial.rejected)
+        return result
+
+    async def _retry_while_unreachable(self, loop: asyncio.AbstractEventLoop, batch: Batch) -> BatchResult:
+        """Apply `batch`, retried with backoff while the database cannot be reached or is locked
+        (nothing of it was written then); a refusal of its contents is raised."""
         delay = 0.05
         failures = 0
         while True:
@@ -267,34 +294,89 @@ class Writer:
                     len(batch),
                     failures,
                     delay,
-                    str(exc).splitlines()[0],
+                    _reason(exc),
                 )
-            except Exception:
-                logger.exception("taskflow: a batch of %d task writes was refused; writing them one by one", len(batch))
-                return await loop.run_in_executor(self._executor, self._apply_one_by_one, batch)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _apply_single(self, loop: asyncio.AbstractEventLoop, single: Batch) -> BatchResult:
+        """One write of a refused batch. If the database refuses it too, what can be stored is:
+        the row and its status, with an error that says why its texts were not."""
+        try:
+            return await self._retry_while_unreachable(loop, single)
+        except Exception as exc:
+            refusal = exc
+        bare = _without_texts(single, f"taskflow could not store this task's texts: {_reason(refusal)}")
+        if bare is not None:
+            try:
+                result = await self._retry_while_unreachable(loop, bare)
+            except Exception as exc:
+                refusal = exc
+            else:
+                logger.error(
+                    "taskflow: the database refused the texts of %s; stored it without them: %s",
+                    _describe(single),
+                    _reason(refusal),
+                )
+                return result
+        logger.error("taskflow: the database refused %s; it was not stored: %s", _describe(single), _reason(refusal))
+        return BatchResult()
 
     def _apply(self, batch: Batch) -> BatchResult:
         return self._store.apply(batch, owner=self._owner)
 
-    def _apply_one_by_one(self, batch: Batch) -> BatchResult:
-        result = BatchResult()
-        singles = (
-            [Batch(inserts=[row]) for row in batch.inserts]
-            + [Batch(attempt_rows=[row]) for row in batch.attempt_rows]
-            + [Batch(progress=[item]) for item in batch.progress]
-            + [Batch(finishes=[item]) for item in batch.finishes]
-            + [Batch(claims=[task_id]) for task_id in batch.claims]
-        )
-        for single in singles:
-            try:
-                partial = self._apply(single)
-            except (OperationalError, InterfaceError):
-                raise  # unreachable again: the caller keeps the batch and retries
-            except Exception:
-                logger.exception("taskflow: dropped one task write the database refused: %r", single)
-                continue
-            result.claimed.update(partial.claimed)
-            result.rejected.extend(partial.rejected)
-        return result
+
+# The texts a write may carry besides the ones that identify its task (name, key, arguments).
+_TEXT_COLUMNS = ("error_type", "error_message", "traceback", "result", "progress_message", "logs")
+
+
+def _singles(batch: Batch) -> list[Batch]:
+    """The writes of a batch one per batch, in the order apply_batch writes them."""
+    return (
+        [Batch(inserts=[row]) for row in batch.inserts]
+        + [Batch(attempt_rows=[row]) for row in batch.attempt_rows]
+        + [Batch(progress=[item]) for item in batch.progress]
+        + [Batch(finishes=[item]) for item in batch.finishes]
+        + [Batch(claims=[task_id]) for task_id in batch.claims]
+    )
+
+
+def _bare(values: dict[str, Any], note: str | None) -> dict[str, Any]:
+    bare = {**values, **{column: None for column in _TEXT_COLUMNS if column in values}}
+    if note is not None and "error_message" in values:
+        bare["error_message"] = note
+    return bare
+
+
+def _without_texts(single: Batch, note: str) -> Batch | None:
+    """A one-write batch without its texts (the error says why), or None if it has no texts."""
+    if single.inserts:
+        return Batch(inserts=[_bare(single.inserts[0], note)])
+    if single.attempt_rows:
+        return Batch(attempt_rows=[_bare(single.attempt_rows[0], note)])
+    if single.progress:
+        item = single.progress[0]
+        return Batch(progress=[Progress(item.task_id, item.attempt, _bare(item.values, None))])
+    if single.finishes:
+        item = single.finishes[0]
+        attempt_row = None if item.attempt_row is None else _bare(item.attempt_row, note)
+        return Batch(finishes=[Finish(item.task_id, item.attempt, _bare(item.values, note), attempt_row)])
+    return None
+
+
+def _describe(single: Batch) -> str:
+    if single.inserts:
+        return f"the new row of task {single.inserts[0]['id']}"
+    if single.attempt_rows:
+        return f"an attempt of task {single.attempt_rows[0]['task_id']}"
+    if single.progress:
+        return f"the progress of task {single.progress[0].task_id}"
+    if single.finishes:
+        return f"the outcome of task {single.finishes[0].task_id}"
+    return f"the claim of task {single.claims[0]}"
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of the driver's error (SQLAlchemy's adds the statement and its values)."""
+    lines = str(getattr(error, "orig", None) or error).splitlines()
+    return storable_text(lines[0] if lines else type(error).__name__, TextLimit(500))

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..storable import displayable
+
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
@@ -16,10 +18,12 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _json(text: str | None) -> Any:
+    # Stored arguments are kept exactly as given: a lone surrogate in them would make the
+    # response unencodable, so what is shown is made displayable.
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return displayable(json.loads(text))
     except ValueError:
         return text
 

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from ..models import utcnow
+from ..storable import displayable
 from .auth import Principal
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _pretty_json(text: str | None) -> str:
     if text is None:
         return ""
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return json.dumps(displayable(json.loads(text)), indent=2, ensure_ascii=False)
     except ValueError:
         return text
 
@@ -73,7 +74,7 @@ def _from_json(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
+        return displayable(json.loads(text))
     except ValueError:
         return None
 

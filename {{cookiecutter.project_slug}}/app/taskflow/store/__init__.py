@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
+from ..storable import TEXT_LIMITS, storable_text, storable_values
 from . import intake, leases, queries, retention
 from .engine import Database, open_database
 from .queries import TaskFilter
@@ -101,14 +102,15 @@ class Store:
         """
         if session is not None:
             # Transactional enqueue: the row commits (or rolls back) with the caller's work.
-            session.execute(insert(TASKS).values(**row))
+            session.execute(insert(TASKS).values(**storable_values(row)))
             return
         try:
             statement = self.statements.insert_task
             self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
         except IntegrityError:
             key = row.get("idempotency_key")
-            existing = key and self.read(lambda c: queries.find_by_idempotency_key(c, key))
+            stored = key and storable_text(key, TEXT_LIMITS["idempotency_key"])
+            existing = stored and self.read(lambda c: queries.find_by_idempotency_key(c, stored))
             if existing:
                 raise DuplicateTask(existing) from None
             raise
@@ -160,7 +162,9 @@ class Store:
         return moved
 
     def find_by_idempotency_key(self, key: str) -> str | None:
-        return self.read(lambda c: queries.find_by_idempotency_key(c, key))
+        # Looked up as it was stored (made storable on its way in).
+        stored = storable_text(key, TEXT_LIMITS["idempotency_key"])
+        return self.read(lambda c: queries.find_by_idempotency_key(c, stored))
 
     def apply(self, batch: Batch, *, owner: str) -> BatchResult:
         # The new rows' driver form is made before the transaction, which holds up this

@@ -3,12 +3,13 @@
 SQLAlchemy builds these statements (no SQL is written by hand) but per-row bind processing
 would cost more than the database work itself on the hot path (tens of microseconds a row).
 So each statement is compiled once for the dialect and run with `exec_driver_sql`, with the
-values already in the driver's form: the dialect's Database supplies `encode_time`.
+values already in the driver's form: the dialect's Database supplies `encode_time`. Every
+text bind is made storable on the way (see storable.py): no other write path carries task text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
@@ -28,18 +29,36 @@ class HotStatement:
     fixed: dict[str, Any]
     # Positions (or names) of the binds that carry datetimes, which the driver needs encoded.
     times: tuple[Any, ...]
+    # Positions (or names) of the binds that carry text, each with the repair it gets (storable.py).
+    texts: tuple[tuple[Any, Callable[[str], str]], ...] = ()
     _pick: Callable[[dict[str, Any]], tuple[Any, ...]] | None = field(default=None, repr=False)
 
     @classmethod
-    def compile(cls, statement: ClauseElement, dialect: Dialect, *, time_binds: Collection[str] = ()) -> HotStatement:
+    def compile(
+        cls,
+        statement: ClauseElement,
+        dialect: Dialect,
+        *,
+        time_binds: Collection[str] = (),
+        text_binds: Mapping[str, Callable[[str], str]] | None = None,
+    ) -> HotStatement:
         compiled = statement.compile(dialect=dialect)
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        text_binds = text_binds or {}
         if compiled.positional and compiled.positiontup is not None:
             order = tuple(compiled.positiontup)
             times: tuple[Any, ...] = tuple(i for i, name in enumerate(order) if name in time_binds)
+            texts = tuple((i, text_binds[name]) for i, name in enumerate(order) if name in text_binds)
             pick = itemgetter(*order) if len(order) > 1 else (lambda values: (values[order[0]],))
-            return cls(compiled.string, order, fixed, times, pick)
-        return cls(compiled.string, None, fixed, tuple(name for name in compiled.binds if name in time_binds))
+            return cls(compiled.string, order, fixed, times, texts, pick)
+        names = tuple(compiled.binds)
+        return cls(
+            compiled.string,
+            None,
+            fixed,
+            tuple(name for name in names if name in time_binds),
+            tuple((name, text_binds[name]) for name in names if name in text_binds),
+        )
 
     def params(self, values: dict[str, Any], encode_time: Callable[[datetime], Any]) -> Any:
         """The row's values in the driver's form. Every bind must be in `values` (or fixed)."""
@@ -50,15 +69,21 @@ class HotStatement:
             for name in self.times:
                 if named.get(name) is not None:
                     named[name] = encode_time(named[name])
+            for name, repair in self.texts:
+                if named.get(name) is not None:
+                    named[name] = repair(named[name])
             return named
-        # Positional drivers: C-speed extraction in bind order, then only the datetime slots.
+        # Positional drivers: C-speed extraction in bind order, then only the datetime and text slots.
         row = self._pick(values)
-        if not self.times:
+        if not self.times and not self.texts:
             return row
         encoded = list(row)
         for index in self.times:
             if encoded[index] is not None:
                 encoded[index] = encode_time(encoded[index])
+        for index, repair in self.texts:
+            if encoded[index] is not None:
+                encoded[index] = repair(encoded[index])
         return tuple(encoded)
 
     def execute(

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, insert, literal_column, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from ..models import TaskAttempt, TaskIntake, TaskRecord, TaskStatus, UTCDateTime
+from ..storable import cleaner_for
 from .hot import HotStatement, RowsInsert
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
@@ -94,12 +95,17 @@ class Statements:
         task_columns = {column.name: bindparam(column.name) for column in TASKS.c}
         attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
         times = _time_binds()
-        self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect, time_binds=times)
+        texts = _text_binds()
+
+        def compile_(statement: Any) -> HotStatement:
+            return HotStatement.compile(statement, dialect, time_binds=times, text_binds=texts)
+
+        self.insert_task = compile_(insert(TASKS).values(task_columns))
         intake_columns = {column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"}
-        self.insert_intake = HotStatement.compile(insert(INTAKE).values(intake_columns), dialect, time_binds=times)
-        self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect, time_binds=times)
-        self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect, time_binds=times)
-        self.progress = HotStatement.compile(_guarded_update(PROGRESS_COLUMNS), dialect, time_binds=times)
+        self.insert_intake = compile_(insert(INTAKE).values(intake_columns))
+        self.insert_attempt = compile_(insert(ATTEMPTS).values(attempt_columns))
+        self.finish = compile_(_guarded_update(FINISH_COLUMNS))
+        self.progress = compile_(_guarded_update(PROGRESS_COLUMNS))
         # Claims name many ids in one statement: a JSON array on SQLite, an array on PostgreSQL.
         self._ids_as_json = dialect.name == "sqlite"
         self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
@@ -146,6 +152,18 @@ def _time_binds() -> set[str]:
     """Bind names that carry datetimes: the columns' own names, their `v_` update forms, v_now."""
     names = {column.name for table in (TASKS, ATTEMPTS) for column in table.c if isinstance(column.type, UTCDateTime)}
     return names | {f"v_{name}" for name in names} | {"v_now"}
+
+
+def _text_binds() -> dict[str, Callable[[str], str]]:
+    """Bind names that carry task text, with the repair that makes each storable (storable.py):
+    the columns' own names and their `v_` update forms."""
+    binds: dict[str, Callable[[str], str]] = {}
+    for table in (TASKS, INTAKE, ATTEMPTS):
+        for column in table.c:
+            clean = cleaner_for(column.name)
+            if clean is not None:
+                binds[column.name] = binds[f"v_{column.name}"] = clean
+    return binds
 
 
 def _guarded_update(columns: tuple[str, ...]) -> Any:
