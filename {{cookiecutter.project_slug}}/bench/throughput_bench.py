@@ -6,6 +6,8 @@
     python -m bench.throughput_bench --interleave   # only the interleaved rounds (see below);
                                                     # with --compare-intake, its rounds interleaved
     python -m bench.throughput_bench --drain-only   # only the drain of 10,000 queued tasks
+    python -m bench.throughput_bench --patterns     # each way of getting ManagedBackgroundTasks
+    python -m bench.throughput_bench --patterns --sync-routes   # the same with `def` routes
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike.
@@ -23,6 +25,13 @@ same way (plain BackgroundTasks plus one SQLite INSERT and COMMIT per request); 
 drained per second for 10,000 queued no-op tasks against plain BackgroundTasks, with the
 longest the event loop kept another coroutine waiting for its turn meanwhile (a request
 arriving during the drain waits that long).
+
+--patterns compares the ways a route gets its ManagedBackgroundTasks, each a route of one app
+with TaskAdmin mounted as the generated service mounts it: the native `BackgroundTasks`
+annotation, the `ManagedBackgroundTasks` annotation, `Depends(task_manager.get_tasks)` and its
+alias `Depends(task_manager.background_tasks)`. Each round drives plain BackgroundTasks, then
+every pattern in an order that rotates from round to round; it prints each pattern's median
+req/s and its ratio beside plain, in both drives, and how far apart the patterns are.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import sqlite3
 import statistics
 import tempfile
@@ -39,7 +49,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
 from sqlalchemy import func, select
 
 from app.taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
@@ -94,6 +104,46 @@ def managed_app(manager: TaskManager, task: Callable[[], Awaitable[None]]) -> Fa
     return app
 
 
+PATTERNS = ("native annotation", "managed annotation", "Depends(get_tasks)", "Depends(background_tasks)")
+
+
+def pattern_path(pattern: str) -> str:
+    return "/" + "".join(c for c in pattern.lower() if c.isalnum())
+
+
+def patterns_app(manager: TaskManager, task: Callable[[], Awaitable[None]], *, sync_routes: bool) -> FastAPI:
+    """One route per injection pattern, then TaskAdmin as the generated service mounts it."""
+    app = FastAPI()
+
+    def native(background_tasks: BackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(task)}
+
+    def managed(background_tasks: ManagedBackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(task)}
+
+    def get_tasks(tasks: ManagedBackgroundTasks = Depends(manager.get_tasks)) -> dict[str, str]:
+        return {"task_id": tasks.add_task(task)}
+
+    def alias(tasks: ManagedBackgroundTasks = Depends(manager.background_tasks)) -> dict[str, str]:
+        return {"task_id": tasks.add_task(task)}
+
+    for pattern, route in zip(PATTERNS, (native, managed, get_tasks, alias), strict=True):
+        app.post(pattern_path(pattern))(route if sync_routes else _as_async(route))
+    TaskAdmin(app, manager, auto_install=True, username="bench", password="bench")
+    return app
+
+
+def _as_async(route: Callable[..., dict[str, str]]) -> Callable[..., Awaitable[dict[str, str]]]:
+    """The same route as an `async def` (FastAPI then calls it on the event loop, no thread hop)."""
+
+    async def handler(*args: object, **kwargs: object) -> dict[str, str]:
+        return route(*args, **kwargs)
+
+    handler.__signature__ = inspect.signature(route)  # type: ignore[attr-defined]
+    handler.__name__ = route.__name__
+    return handler
+
+
 class InterleavedTransport(httpx.ASGITransport):
     """ASGITransport whose every request first lets the event loop run its other work once."""
 
@@ -102,14 +152,14 @@ class InterleavedTransport(httpx.ASGITransport):
         return await super().handle_async_request(request)
 
 
-async def drive(app: FastAPI, requests: int, concurrency: int, interleave: bool = False) -> None:
+async def drive(app: FastAPI, requests: int, concurrency: int, interleave: bool = False, path: str = "/work") -> None:
     transport = (InterleavedTransport if interleave else httpx.ASGITransport)(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         remaining = iter(range(requests))
 
         async def worker() -> None:
             for _ in remaining:
-                response = await client.post("/work")
+                response = await client.post(path)
                 response.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -128,11 +178,11 @@ async def timed_plain(requests: int, concurrency: int, app: FastAPI | None = Non
 
 
 async def timed_managed(
-    manager: TaskManager, app: FastAPI, requests: int, concurrency: int, interleave: bool = False
+    manager: TaskManager, app: FastAPI, requests: int, concurrency: int, interleave: bool = False, path: str = "/work"
 ) -> float:
     before = await asyncio.to_thread(succeeded, manager)
     start = time.perf_counter()
-    await drive(app, requests, concurrency, interleave)
+    await drive(app, requests, concurrency, interleave, path)
     await manager.wait_idle(timeout=300)
     elapsed = time.perf_counter() - start
     await check_all_succeeded(manager, before, requests)
@@ -180,6 +230,37 @@ async def floor_throughput(args: argparse.Namespace, folder: Path, interleave: b
         f"floor (plain + 1 SQLite INSERT+COMMIT per request) {_drive_label(interleave)}: plain {plain:8.0f} req/s | "
         f"floor {with_commit:8.0f} req/s | ratio {with_commit / plain:.2f}"
     )
+
+
+async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave: bool) -> None:
+    """Every injection pattern beside plain BackgroundTasks, in the same alternating rounds."""
+    manager = TaskManager(database_url=f"sqlite:///{folder / f'patterns-{interleave}.db'}")
+    task = manager.task(name="noop")(noop)
+    app = patterns_app(manager, task, sync_routes=args.sync_routes)
+    rates: dict[str, list[float]] = {"plain": [], **{pattern: [] for pattern in PATTERNS}}
+    async with app.router.lifespan_context(app):
+        for pattern in PATTERNS:  # warm up every path
+            await timed_managed(manager, app, 200, args.concurrency, path=pattern_path(pattern))
+        await timed_plain(200, args.concurrency)
+        for round_number in range(args.rounds):
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            shift = round_number % len(PATTERNS)
+            for pattern in PATTERNS[shift:] + PATTERNS[:shift]:
+                rate = await timed_managed(
+                    manager, app, args.requests, args.concurrency, interleave, path=pattern_path(pattern)
+                )
+                rates[pattern].append(rate)
+    manager.store.dispose()
+    plain = statistics.median(rates.pop("plain"))
+    medians = {pattern: statistics.median(values) for pattern, values in rates.items()}
+    routes = "def" if args.sync_routes else "async def"
+    print(
+        f"patterns, {routes} routes, {_drive_label(interleave)}: plain {plain:8.0f} req/s "
+        f"(median of {args.rounds} alternating rounds of {args.requests})"
+    )
+    for pattern, rate in medians.items():
+        print(f"  {pattern:<26} {rate:8.0f} req/s | ratio {rate / plain:.2f}")
+    print(f"  slowest pattern / fastest: {min(medians.values()) / max(medians.values()):.3f}")
 
 
 def _drive_label(interleave: bool) -> str:
@@ -337,6 +418,8 @@ async def main() -> None:
     parser.add_argument("--interleave", action="store_true", help="only the interleaved drive (no drain)")
     parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
     parser.add_argument("--drain-only", action="store_true", help="only the drain of --drain queued tasks")
+    parser.add_argument("--patterns", action="store_true", help="only the injection patterns beside plain")
+    parser.add_argument("--sync-routes", action="store_true", help="--patterns with `def` routes (thread pool)")
     parser.add_argument(
         "--compare-intake",
         action="store_true",
@@ -353,10 +436,15 @@ async def main() -> None:
         if args.drain_only:
             await drain_rate(args.drain, Path(folder))
             return
+        if args.patterns:
+            for interleave in (True,) if args.interleave else (False, True):
+                await pattern_throughput(args, Path(folder), interleave)
+            return
         for interleave in (True,) if args.interleave else (False, True):
             for persist in (False, True):
                 await request_throughput(persist, args, Path(folder), interleave)
             await floor_throughput(args, Path(folder), interleave)
+            await pattern_throughput(args, Path(folder), interleave)
         if not args.interleave:
             await drain_rate(args.drain, Path(folder))
 
