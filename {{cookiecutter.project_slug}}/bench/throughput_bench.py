@@ -26,12 +26,13 @@ drained per second for 10,000 queued no-op tasks against plain BackgroundTasks, 
 longest the event loop kept another coroutine waiting for its turn meanwhile (a request
 arriving during the drain waits that long).
 
---patterns compares the ways a route gets its ManagedBackgroundTasks, each a route of one app
-with TaskAdmin mounted as the generated service mounts it: the native `BackgroundTasks`
-annotation, the `ManagedBackgroundTasks` annotation, `Depends(task_manager.get_tasks)` and its
-alias `Depends(task_manager.background_tasks)`. Each round drives plain BackgroundTasks, then
-every pattern in an order that rotates from round to round; it prints each pattern's median
-req/s and its ratio beside plain, in both drives, and how far apart the patterns are.
+--patterns compares the ways a route gets its ManagedBackgroundTasks, each in an app of its own
+(own manager, own SQLite file) with TaskAdmin mounted as the generated service mounts it: the
+native `BackgroundTasks` annotation, the `ManagedBackgroundTasks` annotation,
+`Depends(task_manager.get_tasks)` and its alias `Depends(task_manager.background_tasks)`. Each
+round drives plain BackgroundTasks, then every pattern in an order that rotates from round to
+round; it prints each pattern's median req/s, its ratio beside plain and this process's CPU
+time per request, in both drives, and how far apart the patterns are.
 """
 
 from __future__ import annotations
@@ -107,13 +108,11 @@ def managed_app(manager: TaskManager, task: Callable[[], Awaitable[None]]) -> Fa
 PATTERNS = ("native annotation", "managed annotation", "Depends(get_tasks)", "Depends(background_tasks)")
 
 
-def pattern_path(pattern: str) -> str:
-    return "/" + "".join(c for c in pattern.lower() if c.isalnum())
-
-
-def patterns_app(manager: TaskManager, task: Callable[[], Awaitable[None]], *, sync_routes: bool) -> FastAPI:
-    """One route per injection pattern, then TaskAdmin as the generated service mounts it."""
-    app = FastAPI()
+def pattern_app(
+    manager: TaskManager, task: Callable[[], Awaitable[None]], pattern: str, *, sync_routes: bool
+) -> FastAPI:
+    """A route that gets its ManagedBackgroundTasks by `pattern`, then TaskAdmin as the generated
+    service mounts it."""
 
     def native(background_tasks: BackgroundTasks) -> dict[str, str]:
         return {"task_id": background_tasks.add_task(task)}
@@ -127,8 +126,9 @@ def patterns_app(manager: TaskManager, task: Callable[[], Awaitable[None]], *, s
     def alias(tasks: ManagedBackgroundTasks = Depends(manager.background_tasks)) -> dict[str, str]:
         return {"task_id": tasks.add_task(task)}
 
-    for pattern, route in zip(PATTERNS, (native, managed, get_tasks, alias), strict=True):
-        app.post(pattern_path(pattern))(route if sync_routes else _as_async(route))
+    route = dict(zip(PATTERNS, (native, managed, get_tasks, alias), strict=True))[pattern]
+    app = FastAPI()
+    app.post("/work")(route if sync_routes else _as_async(route))
     TaskAdmin(app, manager, auto_install=True, username="bench", password="bench")
     return app
 
@@ -152,14 +152,14 @@ class InterleavedTransport(httpx.ASGITransport):
         return await super().handle_async_request(request)
 
 
-async def drive(app: FastAPI, requests: int, concurrency: int, interleave: bool = False, path: str = "/work") -> None:
+async def drive(app: FastAPI, requests: int, concurrency: int, interleave: bool = False) -> None:
     transport = (InterleavedTransport if interleave else httpx.ASGITransport)(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         remaining = iter(range(requests))
 
         async def worker() -> None:
             for _ in remaining:
-                response = await client.post(path)
+                response = await client.post("/work")
                 response.raise_for_status()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -178,11 +178,11 @@ async def timed_plain(requests: int, concurrency: int, app: FastAPI | None = Non
 
 
 async def timed_managed(
-    manager: TaskManager, app: FastAPI, requests: int, concurrency: int, interleave: bool = False, path: str = "/work"
+    manager: TaskManager, app: FastAPI, requests: int, concurrency: int, interleave: bool = False
 ) -> float:
     before = await asyncio.to_thread(succeeded, manager)
     start = time.perf_counter()
-    await drive(app, requests, concurrency, interleave, path)
+    await drive(app, requests, concurrency, interleave)
     await manager.wait_idle(timeout=300)
     elapsed = time.perf_counter() - start
     await check_all_succeeded(manager, before, requests)
@@ -233,34 +233,53 @@ async def floor_throughput(args: argparse.Namespace, folder: Path, interleave: b
 
 
 async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave: bool) -> None:
-    """Every injection pattern beside plain BackgroundTasks, in the same alternating rounds."""
-    manager = TaskManager(database_url=f"sqlite:///{folder / f'patterns-{interleave}.db'}")
-    task = manager.task(name="noop")(noop)
-    app = patterns_app(manager, task, sync_routes=args.sync_routes)
-    rates: dict[str, list[float]] = {"plain": [], **{pattern: [] for pattern in PATTERNS}}
-    async with app.router.lifespan_context(app):
-        for pattern in PATTERNS:  # warm up every path
-            await timed_managed(manager, app, 200, args.concurrency, path=pattern_path(pattern))
+    """Every injection pattern beside plain BackgroundTasks, in the same alternating rounds.
+
+    Each pattern has its own manager and SQLite file, so the tables grow alike for all of them.
+    """
+    apps: dict[str, tuple[TaskManager, FastAPI]] = {}
+    for number, pattern in enumerate(PATTERNS):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'pattern-{number}-{interleave}.db'}")
+        task = manager.task(name="noop")(noop)
+        apps[pattern] = (manager, pattern_app(manager, task, pattern, sync_routes=args.sync_routes))
+    names = ("plain", *PATTERNS)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    # CPU time of this process (every thread) per request: less moved by other processes on a
+    # shared machine than the wall clock, which a busy neighbour slows for whichever app runs.
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    async with contextlib.AsyncExitStack() as stack:
+        for manager, app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            await timed_managed(manager, app, 200, args.concurrency)  # warm up every path
         await timed_plain(200, args.concurrency)
         for round_number in range(args.rounds):
+            started = time.process_time()
             rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            cpu["plain"].append((time.process_time() - started) / args.requests)
             shift = round_number % len(PATTERNS)
             for pattern in PATTERNS[shift:] + PATTERNS[:shift]:
-                rate = await timed_managed(
-                    manager, app, args.requests, args.concurrency, interleave, path=pattern_path(pattern)
-                )
+                manager, app = apps[pattern]
+                started = time.process_time()
+                rate = await timed_managed(manager, app, args.requests, args.concurrency, interleave)
+                cpu[pattern].append((time.process_time() - started) / args.requests)
                 rates[pattern].append(rate)
-    manager.store.dispose()
-    plain = statistics.median(rates.pop("plain"))
-    medians = {pattern: statistics.median(values) for pattern, values in rates.items()}
+    for manager, _ in apps.values():
+        manager.store.dispose()
+    rate_of = {name: statistics.median(values) for name, values in rates.items()}
+    cpu_of = {name: statistics.median(values) for name, values in cpu.items()}
     routes = "def" if args.sync_routes else "async def"
     print(
-        f"patterns, {routes} routes, {_drive_label(interleave)}: plain {plain:8.0f} req/s "
-        f"(median of {args.rounds} alternating rounds of {args.requests})"
+        f"patterns, {routes} routes, {_drive_label(interleave).strip()} (median of {args.rounds} alternating rounds of "
+        f"{args.requests}; CPU: this process's CPU time per request, task run and recorded included)"
     )
-    for pattern, rate in medians.items():
-        print(f"  {pattern:<26} {rate:8.0f} req/s | ratio {rate / plain:.2f}")
-    print(f"  slowest pattern / fastest: {min(medians.values()) / max(medians.values()):.3f}")
+    for name in names:
+        print(
+            f"  {name:<26} {rate_of[name]:8.0f} req/s | ratio {rate_of[name] / rate_of['plain']:.2f} | "
+            f"CPU {cpu_of[name] * 1e6:6.0f} us/request"
+        )
+    slowest = min(rate_of[pattern] for pattern in PATTERNS) / max(rate_of[pattern] for pattern in PATTERNS)
+    cheapest = min(cpu_of[pattern] for pattern in PATTERNS) / max(cpu_of[pattern] for pattern in PATTERNS)
+    print(f"  patterns: slowest / fastest req/s {slowest:.3f} | cheapest / dearest CPU {cheapest:.3f}")
 
 
 def _drive_label(interleave: bool) -> str:
