@@ -1,6 +1,8 @@
 """Instructions per request, counted by valgrind: the throughput ratio without the machine's noise.
 
     python -m bench.instructions_bench [--requests 300] [--apps persist=False persist=True floor]
+    python -m bench.instructions_bench --apps "native annotation" "managed annotation" \
+        "Depends(get_tasks)" "Depends(background_tasks)"   # the injection patterns
 
 On a shared machine, wall-clock rounds of throughput_bench move by a tenth of the ratio from
 run to run. valgrind's callgrind counts the instructions the process executes instead, and
@@ -8,9 +10,10 @@ gives the same count to about 0.1% run after run, whatever else the machine is d
 change of a few microseconds a request shows here when it hides in the wall-clock noise.
 
 Each app of throughput_bench (plain BackgroundTasks, managed persist=False, managed
-persist=True, and the floor: plain plus one SQLite INSERT and COMMIT) runs in a process of its
-own under callgrind, back to back as in throughput_bench. Counting is switched on only around
-one round of `--requests` requests, after a warm-up round of the same size. For the managed
+persist=True, and the floor: plain plus one SQLite INSERT and COMMIT; on request, the apps of
+its --patterns) runs in a process of its own under callgrind, back to back as in
+throughput_bench. Counting is switched on only around one round of `--requests` requests,
+after a warm-up round of the same size. For the managed
 apps that round ends when every task has reached SUCCESS in the database, as the clock does in
 throughput_bench, so the tasks, the writer thread and their commits are counted. The ratio is
 plain's instructions over the app's: the throughput ratio if every instruction took the same
@@ -39,13 +42,25 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.throughput_bench import check_all_succeeded, drive, floor_app, managed_app, noop, plain_app, succeeded
+from bench.throughput_bench import (
+    PATTERNS,
+    check_all_succeeded,
+    drive,
+    floor_app,
+    managed_app,
+    noop,
+    pattern_app,
+    plain_app,
+    succeeded,
+)
 
 APPS = {
     "plain": "plain",
     "persist=False": "managed persist=False",
     "persist=True": "managed persist=True",
     "floor": "floor (plain + 1 SQLite INSERT+COMMIT per request)",
+    # throughput_bench --patterns' apps (persist=False), e.g. `--apps "Depends(get_tasks)"`
+    **{pattern: f"managed, {pattern}" for pattern in PATTERNS},
 }
 CONCURRENCY = 16
 
@@ -81,7 +96,10 @@ async def counted_round(app_name: str, requests: int, folder: Path) -> None:
         handoff_grace=300.0,
     )
     task: Callable[[], Awaitable[None]] = manager.task(name="noop", persist=app_name == "persist=True")(noop)
-    app = managed_app(manager, task)
+    if app_name in PATTERNS:
+        app = pattern_app(manager, task, app_name, sync_routes=False)
+    else:
+        app = managed_app(manager, task)
     async with app.router.lifespan_context(app):
         # The writer's flush interval too (50 ms, not a setting): at full speed a round's tasks
         # finish within one interval and go in one batch; under valgrind, once workers yield to
@@ -127,8 +145,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300)
     others = [name for name in APPS if name != "plain"]
+    default = [name for name in others if name not in PATTERNS]
     parser.add_argument(
-        "--apps", nargs="+", choices=others, default=others, help="the apps to count besides plain (default: all)"
+        "--apps",
+        nargs="+",
+        choices=others,
+        default=default,
+        help=f"the apps to count besides plain (default: {' '.join(default)})",
     )
     parser.add_argument("--child", choices=sorted(APPS), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -6,6 +6,8 @@
     python -m bench.throughput_bench --interleave   # only the interleaved rounds (see below);
                                                     # with --compare-intake, its rounds interleaved
     python -m bench.throughput_bench --drain-only   # only the drain of 10,000 queued tasks
+    python -m bench.throughput_bench --patterns     # each way of getting ManagedBackgroundTasks
+    python -m bench.throughput_bench --patterns --sync-routes   # the same with `def` routes
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike.
@@ -23,6 +25,14 @@ same way (plain BackgroundTasks plus one SQLite INSERT and COMMIT per request); 
 drained per second for 10,000 queued no-op tasks against plain BackgroundTasks, with the
 longest the event loop kept another coroutine waiting for its turn meanwhile (a request
 arriving during the drain waits that long).
+
+--patterns compares the ways a route gets its ManagedBackgroundTasks, each in an app of its own
+(own manager, own SQLite file) with TaskAdmin mounted as the generated service mounts it: the
+native `BackgroundTasks` annotation, the `ManagedBackgroundTasks` annotation,
+`Depends(task_manager.get_tasks)` and its alias `Depends(task_manager.background_tasks)`. Each
+round drives plain BackgroundTasks, then every pattern in an order that rotates from round to
+round; it prints each pattern's median req/s, its ratio beside plain and this process's CPU
+time per request, in both drives, and how far apart the patterns are.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import sqlite3
 import statistics
 import tempfile
@@ -39,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
 from sqlalchemy import func, select
 
 from app.taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
@@ -92,6 +103,45 @@ def managed_app(manager: TaskManager, task: Callable[[], Awaitable[None]]) -> Fa
     # admin's routes first.
     TaskAdmin(app, manager, auto_install=True, username="bench", password="bench")
     return app
+
+
+PATTERNS = ("native annotation", "managed annotation", "Depends(get_tasks)", "Depends(background_tasks)")
+
+
+def pattern_app(
+    manager: TaskManager, task: Callable[[], Awaitable[None]], pattern: str, *, sync_routes: bool
+) -> FastAPI:
+    """A route that gets its ManagedBackgroundTasks by `pattern`, then TaskAdmin as the generated
+    service mounts it."""
+
+    def native(background_tasks: BackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(task)}
+
+    def managed(background_tasks: ManagedBackgroundTasks) -> dict[str, str]:
+        return {"task_id": background_tasks.add_task(task)}
+
+    def get_tasks(tasks: ManagedBackgroundTasks = Depends(manager.get_tasks)) -> dict[str, str]:
+        return {"task_id": tasks.add_task(task)}
+
+    def alias(tasks: ManagedBackgroundTasks = Depends(manager.background_tasks)) -> dict[str, str]:
+        return {"task_id": tasks.add_task(task)}
+
+    route = dict(zip(PATTERNS, (native, managed, get_tasks, alias), strict=True))[pattern]
+    app = FastAPI()
+    app.post("/work")(route if sync_routes else _as_async(route))
+    TaskAdmin(app, manager, auto_install=True, username="bench", password="bench")
+    return app
+
+
+def _as_async(route: Callable[..., dict[str, str]]) -> Callable[..., Awaitable[dict[str, str]]]:
+    """The same route as an `async def` (FastAPI then calls it on the event loop, no thread hop)."""
+
+    async def handler(*args: object, **kwargs: object) -> dict[str, str]:
+        return route(*args, **kwargs)
+
+    handler.__signature__ = inspect.signature(route)  # type: ignore[attr-defined]
+    handler.__name__ = route.__name__
+    return handler
 
 
 class InterleavedTransport(httpx.ASGITransport):
@@ -180,6 +230,56 @@ async def floor_throughput(args: argparse.Namespace, folder: Path, interleave: b
         f"floor (plain + 1 SQLite INSERT+COMMIT per request) {_drive_label(interleave)}: plain {plain:8.0f} req/s | "
         f"floor {with_commit:8.0f} req/s | ratio {with_commit / plain:.2f}"
     )
+
+
+async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave: bool) -> None:
+    """Every injection pattern beside plain BackgroundTasks, in the same alternating rounds.
+
+    Each pattern has its own manager and SQLite file, so the tables grow alike for all of them.
+    """
+    apps: dict[str, tuple[TaskManager, FastAPI]] = {}
+    for number, pattern in enumerate(PATTERNS):
+        manager = TaskManager(database_url=f"sqlite:///{folder / f'pattern-{number}-{interleave}.db'}")
+        task = manager.task(name="noop")(noop)
+        apps[pattern] = (manager, pattern_app(manager, task, pattern, sync_routes=args.sync_routes))
+    names = ("plain", *PATTERNS)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    # CPU time of this process (every thread) per request: less moved by other processes on a
+    # shared machine than the wall clock, which a busy neighbour slows for whichever app runs.
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    async with contextlib.AsyncExitStack() as stack:
+        for manager, app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            await timed_managed(manager, app, 200, args.concurrency)  # warm up every path
+        await timed_plain(200, args.concurrency)
+        for round_number in range(args.rounds):
+            started = time.process_time()
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            cpu["plain"].append((time.process_time() - started) / args.requests)
+            shift = round_number % len(PATTERNS)
+            for pattern in PATTERNS[shift:] + PATTERNS[:shift]:
+                manager, app = apps[pattern]
+                started = time.process_time()
+                rate = await timed_managed(manager, app, args.requests, args.concurrency, interleave)
+                cpu[pattern].append((time.process_time() - started) / args.requests)
+                rates[pattern].append(rate)
+    for manager, _ in apps.values():
+        manager.store.dispose()
+    rate_of = {name: statistics.median(values) for name, values in rates.items()}
+    cpu_of = {name: statistics.median(values) for name, values in cpu.items()}
+    routes = "def" if args.sync_routes else "async def"
+    print(
+        f"patterns, {routes} routes, {_drive_label(interleave).strip()} (median of {args.rounds} alternating rounds of "
+        f"{args.requests}; CPU: this process's CPU time per request, task run and recorded included)"
+    )
+    for name in names:
+        print(
+            f"  {name:<26} {rate_of[name]:8.0f} req/s | ratio {rate_of[name] / rate_of['plain']:.2f} | "
+            f"CPU {cpu_of[name] * 1e6:6.0f} us/request"
+        )
+    slowest = min(rate_of[pattern] for pattern in PATTERNS) / max(rate_of[pattern] for pattern in PATTERNS)
+    cheapest = min(cpu_of[pattern] for pattern in PATTERNS) / max(cpu_of[pattern] for pattern in PATTERNS)
+    print(f"  patterns: slowest / fastest req/s {slowest:.3f} | cheapest / dearest CPU {cheapest:.3f}")
 
 
 def _drive_label(interleave: bool) -> str:
@@ -337,6 +437,8 @@ async def main() -> None:
     parser.add_argument("--interleave", action="store_true", help="only the interleaved drive (no drain)")
     parser.add_argument("--per-task", action="store_true", help="only the cost per task of each step, outside requests")
     parser.add_argument("--drain-only", action="store_true", help="only the drain of --drain queued tasks")
+    parser.add_argument("--patterns", action="store_true", help="only the injection patterns beside plain")
+    parser.add_argument("--sync-routes", action="store_true", help="--patterns with `def` routes (thread pool)")
     parser.add_argument(
         "--compare-intake",
         action="store_true",
@@ -353,10 +455,15 @@ async def main() -> None:
         if args.drain_only:
             await drain_rate(args.drain, Path(folder))
             return
+        if args.patterns:
+            for interleave in (True,) if args.interleave else (False, True):
+                await pattern_throughput(args, Path(folder), interleave)
+            return
         for interleave in (True,) if args.interleave else (False, True):
             for persist in (False, True):
                 await request_throughput(persist, args, Path(folder), interleave)
             await floor_throughput(args, Path(folder), interleave)
+            await pattern_throughput(args, Path(folder), interleave)
         if not args.interleave:
             await drain_rate(args.drain, Path(folder))
 

@@ -178,8 +178,9 @@ class LeaseKeeper:
         )
         if recovered or interrupted:
             logger.warning(
-                "taskflow: took over %d persisted task(s) (%d of them quarantined after too many crashes) and "
-                "marked %d unpersisted one(s) interrupted, after their instance stopped or lost its lease",
+                "taskflow: took over %d persisted task(s) no running instance held (%d of them quarantined after "
+                "too many crashes) and marked %d unpersisted one(s) interrupted: their instance stopped or lost "
+                "its lease, or they were enqueued while no task manager was running",
                 recovered,
                 quarantined,
                 interrupted,

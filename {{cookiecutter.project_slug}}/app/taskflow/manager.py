@@ -81,6 +81,9 @@ class TaskManager:
         self._unhanded_since: dict[str, float] = {}
         self._unhanded_lock = threading.Lock()
         self.shutting_down = asyncio.Event()
+        # Tasks this manager has recorded so far: the admin's metrics snapshot is stale once it moves.
+        self.enqueued_total = 0
+        self._told_not_running = False
 
     def configure(self, **options: Any) -> None:
         """Change settings before start (e.g. from the app's settings in create_app)."""
@@ -162,10 +165,20 @@ class TaskManager:
         handoff: bool = True,
     ) -> str:
         """Record a task and return its id. With handoff=False the caller hands it over later
-        (ManagedBackgroundTasks does, after the response)."""
-        runtime = self._require_runtime()
+        (ManagedBackgroundTasks does, after the response).
+
+        With no runtime (before start, or in a script that never serves HTTP) the task is only
+        committed to the database, ownerless; the first manager that starts on it runs it.
+        """
+        runtime = self._runtime
         options = options or NO_OPTIONS
         spec = self.registry.for_function(func)
+        if runtime is None and not spec.registered:
+            raise TypeError(
+                f"{spec.name!r} is not declared with @task_manager.task, and the task manager is not running: "
+                "a task recorded for later is found again by its registered name, so declare the function "
+                "with @task_manager.task, or start the manager first (`async with task_manager.lifespan():`)"
+            )
         plain = spec.signature.dump(spec.name, args, kwargs or {})
         not_before = None if options.delay is None and options.eta is None else options.not_before()
         key = options.idempotency_key
@@ -179,11 +192,19 @@ class TaskManager:
         row = self._pending_row(
             runtime, spec, task_id, argument_codec.encode(plain), idempotency_key=key, next_run_at=not_before
         )
-        if key is not None or options.session is not None or (spec.persist and not self.store.database.uses_intake):
+        if (
+            runtime is None
+            or key is not None
+            or options.session is not None
+            or (spec.persist and not self.store.database.uses_intake)
+        ):
             try:
                 self.store.insert_task(row, session=options.session)
             except DuplicateTask as duplicate:
                 return duplicate.task_id
+            if runtime is None:
+                self._recorded_for_later(task_id, spec.name)
+                return task_id
         else:
             if spec.persist:
                 # Committed into the intake now; the writer moves it to the task table.
@@ -195,14 +216,30 @@ class TaskManager:
             self._unhanded_since[task_id] = time.monotonic()
         if self.events.listening:
             self.events.publish(TaskEvent(task_id=task_id, name=spec.name, status=TaskStatus.PENDING.value))
+        self.enqueued_total += 1
         if handoff:
             self.hand_off([task_id])
         return task_id
 
+    def _recorded_for_later(self, task_id: str, name: str) -> None:
+        self.enqueued_total += 1
+        if not self._told_not_running:
+            self._told_not_running = True
+            logger.info(
+                "taskflow: the task manager is not running; task %s (%s) is recorded in the database and runs "
+                "when a manager starts on it",
+                task_id,
+                name,
+            )
+
     def _pending_row(
-        self, runtime: Runtime, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
+        self, runtime: Runtime | None, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
     ) -> dict[str, Any]:
-        """A new task row, every column present (the hot insert binds them all), owned by us."""
+        """A new task row, every column present (the hot insert binds them all), owned by us.
+
+        With no runtime it has no owner and no lease, and is persisted whatever the task says:
+        recovery, which runs when any manager starts on this database, takes exactly such rows.
+        """
         now = utcnow()
         return {
             **_EMPTY_ROW,
@@ -210,10 +247,10 @@ class TaskManager:
             "name": spec.name,
             "status": _PENDING,
             "arguments": arguments,
-            "persist": spec.persist,
+            "persist": spec.persist or runtime is None,
             "max_attempts": spec.policy.retries + 1,
-            "owner": self.owner,
-            "lease_expires_at": runtime.leases.lease_until(now),
+            "owner": None if runtime is None else self.owner,
+            "lease_expires_at": None if runtime is None else runtime.leases.lease_until(now),
             "created_at": now,
             "updated_at": now,
             **extra,
@@ -241,8 +278,12 @@ class TaskManager:
 
     # -- dependencies and installation ------------------------------------------------------------
 
-    def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
-        """Dependency: `tasks: ManagedBackgroundTasks = Depends(task_manager.get_tasks)`."""
+    async def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+        """Dependency: `tasks: ManagedBackgroundTasks = Depends(task_manager.get_tasks)`.
+
+        `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop
+        per request that cost this pattern half the throughput of the annotated ones.
+        """
         if isinstance(background_tasks, ManagedBackgroundTasks) and background_tasks.task_manager is self:
             return background_tasks
         managed = ManagedBackgroundTasks(self)
@@ -371,6 +412,7 @@ class TaskManager:
         new_id = new_task_id()
         new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
         await asyncio.to_thread(self.store.insert_task, new_row)
+        self.enqueued_total += 1
         runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))
         return new_id

@@ -136,21 +136,32 @@ def compute_snapshot(store: Store, *, window: int = WINDOW, now: datetime | None
 
 
 class Insights:
-    """The snapshot, cached for `ttl` seconds and computed by one caller at a time (thread-safe)."""
+    """The snapshot, cached for `ttl` seconds and computed by one caller at a time (thread-safe).
+
+    A caller may pass a `mark` (how many tasks its process has enqueued so far): a cached
+    snapshot taken at another mark is not used, so counts never hide a task added before.
+    """
 
     def __init__(self, store: Callable[[], Store], *, ttl: float = 2.0, window: int = WINDOW) -> None:
         self._store = store
         self._ttl = ttl
         self._window = window
         self._lock = threading.Lock()
-        self._cached: tuple[float, MetricsSnapshot] | None = None
+        self._cached: tuple[float, int | None, MetricsSnapshot] | None = None
 
-    def snapshot(self) -> MetricsSnapshot:
+    def holds(self, mark: int) -> bool:
+        """Whether a call to snapshot(mark) now would answer from the cache."""
+        cached = self._cached
+        return cached is not None and cached[1] == mark and time.monotonic() - cached[0] < self._ttl
+
+    def snapshot(self, mark: int | None = None) -> MetricsSnapshot:
+        """The cached snapshot if fresh (and taken at `mark`, when given), else a new one."""
         with self._lock:
-            if self._cached is not None and time.monotonic() - self._cached[0] < self._ttl:
-                return self._cached[1]
+            cached = self._cached
+            if cached is not None and time.monotonic() - cached[0] < self._ttl and mark in (None, cached[1]):
+                return cached[2]
             snapshot = compute_snapshot(self._store(), window=self._window)
-            self._cached = (time.monotonic(), snapshot)
+            self._cached = (time.monotonic(), mark, snapshot)
             return snapshot
 
     def invalidate(self) -> None:

@@ -278,17 +278,6 @@ async def test_recovered_arguments_arrive_as_their_own_types(make_manager) -> No
     assert isinstance(seen[0][0], Order) and isinstance(seen[0][2], Decimal)
 
 
-async def test_add_task_outside_a_running_manager_says_how_to_start_it(make_manager) -> None:
-    manager = make_manager()
-
-    @manager.task()
-    def noop() -> None:
-        return None
-
-    with pytest.raises(RuntimeError, match="lifespan"):
-        ManagedBackgroundTasks(manager).add_task(noop)
-
-
 async def test_a_plain_function_can_be_added_too(make_manager) -> None:
     manager = make_manager()
     runs: list[int] = []

@@ -158,8 +158,9 @@ class Metrics(BaseModel):
     failed: int
     cancelled: int
     interrupted: int
-    success_rate: float | None
-    avg_duration_seconds: float | None
+    # 0.0 with nothing finished yet, as the reference library answers: always a number.
+    success_rate: float
+    avg_duration_seconds: float
     durations: list[DurationPublic] = []
     throughput: list[ThroughputPublic] = []
     finished_per_second: float = 0.0
@@ -170,8 +171,8 @@ class Metrics(BaseModel):
         return cls(
             total=snapshot.total,
             **snapshot.counts,
-            success_rate=snapshot.success_rate,
-            avg_duration_seconds=snapshot.avg_duration_seconds,
+            success_rate=snapshot.success_rate or 0.0,
+            avg_duration_seconds=snapshot.avg_duration_seconds or 0.0,
             durations=[
                 DurationPublic(name=d.name, count=d.count, p50_seconds=d.p50, p95_seconds=d.p95)
                 for d in snapshot.durations

@@ -137,7 +137,12 @@ class AdminService:
         return await asyncio.to_thread(self.manager.store.read, read)
 
     async def metrics(self) -> MetricsSnapshot:
-        return await asyncio.to_thread(self.insights.snapshot)
+        """Counts include every task this process enqueued before the call: a cached snapshot
+        taken before one of them is not used, and unwritten rows are flushed first."""
+        mark = self.manager.enqueued_total  # read before the flush: the flush writes all it counts
+        if not self.insights.holds(mark):
+            await self.manager.flush()
+        return await asyncio.to_thread(self.insights.snapshot, mark)
 
     def registry(self) -> list[dict[str, Any]]:
         return [spec.describe() for spec in self.manager.registry.all() if spec.registered]
