@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import threading
@@ -18,6 +19,7 @@ from ._loops import call_in_loop
 from .background import NO_OPTIONS, EnqueueOptions, ManagedBackgroundTasks, new_task_id
 from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
+from .hooks import Hook, Hooks, TaskOutcome
 from .leases import new_owner_id
 from .models import TaskStatus, utcnow
 from .policy import RetryPolicy
@@ -25,6 +27,7 @@ from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
 from .store import DuplicateTask, Store, open_store
+from .task_metrics import TaskMetrics
 
 logger = logging.getLogger("taskflow")
 
@@ -71,6 +74,8 @@ class TaskManager:
         self.config = TaskflowConfig(**options)
         self.registry = Registry()
         self.events = EventBus()
+        self.hooks = Hooks()
+        self.metrics = TaskMetrics()
         self.owner = new_owner_id()
         self._store: Store | None = None
         self._runtime: Runtime | None = None
@@ -121,6 +126,7 @@ class TaskManager:
         timeout: float | None = None,
         persist: bool = False,
         name: str | None = None,
+        on_failure: Hook | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def task(
@@ -138,6 +144,7 @@ class TaskManager:
         timeout: float | None = None,
         persist: bool = False,
         name: str | None = None,
+        on_failure: Hook | None = None,
     ) -> Any:
         """Register a task. The function is returned unchanged, so it stays directly callable."""
         policy = RetryPolicy(
@@ -152,10 +159,17 @@ class TaskManager:
 
         def register(function: Callable[P, R]) -> Callable[P, R]:
             spec = build_spec(function, name=name, policy=policy, timeout=timeout, persist=persist)
+            if on_failure is not None:
+                self.hooks.set_on_failure(spec.name, on_failure)
             self.registry.add(spec)
             return function
 
         return register(func) if func is not None else register
+
+    def on(self, event: str, hook: Hook) -> Hook:
+        """Call `hook(outcome)` (sync or async) on each "succeeded", "failed", "gave_up" or
+        "quarantined" event this instance records. Returns the hook unchanged."""
+        return self.hooks.on(event, hook)
 
     # -- enqueueing -------------------------------------------------------------------------------
 
@@ -196,7 +210,14 @@ class TaskManager:
                 # Committed into the intake now; the writer moves it to the task table.
                 self.store.insert_intake(row)
             runtime.writer.insert(row)
-        job = Job(task_id=task_id, spec=spec, arguments=plain, not_before=not_before)
+        job = Job(
+            task_id=task_id,
+            spec=spec,
+            arguments=plain,
+            not_before=not_before,
+            context=contextvars.copy_context(),
+            enqueued_at=row["created_at"],
+        )
         with self._unhanded_lock:
             self._unhanded[task_id] = job
             self._unhanded_since[task_id] = time.monotonic()
@@ -378,7 +399,14 @@ class TaskManager:
         new_id = new_task_id()
         new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
         await asyncio.to_thread(self.store.insert_task, new_row)
-        runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
+        job = Job(
+            task_id=new_id,
+            spec=spec,
+            arguments=plain,
+            context=contextvars.copy_context(),
+            enqueued_at=new_row["created_at"],
+        )
+        runtime.runner.submit(job)
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))
         return new_id
 
@@ -390,7 +418,10 @@ class TaskManager:
             if row.status != TaskStatus.PENDING.value:
                 logger.error("taskflow: task %s (%s) quarantined: %s", row.id, row.name, row.error_message)
                 self.events.publish(TaskEvent(task_id=row.id, name=row.name, status=row.status))
+                self.metrics.ended(row.name, "quarantined")
+                self._quarantined(row)
                 continue
+            self.metrics.recovered(row.name)
             spec = self.registry.get(row.name)
             if spec is None:
                 logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
@@ -402,9 +433,22 @@ class TaskManager:
                     arguments=argument_codec.decode(row.arguments),
                     not_before=row.next_run_at,
                     retries_used=row.retries_used,
+                    enqueued_at=row.created_at,
                 )
             )
         return jobs
+
+    def _quarantined(self, row: Any) -> None:
+        if self.hooks.wants("quarantined", row.name):
+            outcome = TaskOutcome(
+                event="quarantined",
+                task_id=row.id,
+                task_name=row.name,
+                attempt=row.attempt,
+                error_type=row.error_type,
+                error_message=row.error_message,
+            )
+            self.hooks.emit(outcome)  # a recovered task's context is empty: it outlived its request
 
     def awaits_handoff(self, task_id: str) -> bool:
         """True while a recorded task waits for its request to hand it over."""

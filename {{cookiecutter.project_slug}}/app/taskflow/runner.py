@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
 import traceback
 from collections import deque
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +25,14 @@ import anyio.to_thread
 from pydantic_core import to_jsonable_python
 
 from . import arguments as argument_codec
-from .context import TaskContext, bind, unbind
+from .context import TaskContext, bind_in
 from .events import EventBus, TaskEvent
+from .hooks import Hooks, TaskOutcome
 from .models import TaskStatus, utcnow
 from .policy import TaskCancelled, TaskTimeout
 from .registry import TaskSpec
 from .store import Finish, Progress
+from .task_metrics import TaskMetrics
 from .writer import Writer
 
 logger = logging.getLogger("taskflow.runner")
@@ -65,6 +69,11 @@ class Job:
     cancelled: bool = False
     # Failed attempts retried so far (from the row after a recovery): what the retry policy counts.
     retries_used: int = 0
+    # The contextvars of the code that enqueued it (a request's): each attempt runs in a copy.
+    # None for a task recovered from the store: it runs with an empty context.
+    context: contextvars.Context | None = None
+    # When it was recorded (for the queue-wait histogram; a delay or retry counts from not_before).
+    enqueued_at: datetime | None = None
 
 
 @dataclass(eq=False)
@@ -76,9 +85,21 @@ class _Running:
 
 
 class Runner:
-    def __init__(self, *, writer: Writer, events: EventBus, owner: str, concurrency: int, threads: int) -> None:
+    def __init__(
+        self,
+        *,
+        writer: Writer,
+        events: EventBus,
+        owner: str,
+        concurrency: int,
+        threads: int,
+        hooks: Hooks | None = None,
+        metrics: TaskMetrics | None = None,
+    ) -> None:
         self._writer = writer
         self._events = events
+        self._hooks = hooks or Hooks()
+        self._metrics = metrics or TaskMetrics()
         self._owner = owner
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
@@ -343,12 +364,15 @@ class Runner:
         self._publish(job.task_id, job.spec.name, TaskStatus.RUNNING)
         started_at = utcnow()
         clock = time.perf_counter()
+        due = job.not_before if job.not_before is not None else job.enqueued_at
+        if due is not None:
+            self._metrics.started(spec.name, (started_at - due).total_seconds())
         try:
             args, kwargs = spec.signature.load(spec.name, job.arguments)
             # The task runs inline in this worker (no task per job: it costs more than a no-op
             # task itself); cancelling one task cancels the worker while it awaits the task.
             running.task = worker
-            result = await self._invoke(spec, args, kwargs, context)
+            result = await self._invoke(spec, args, kwargs, context, job.context)
         except asyncio.CancelledError:
             if not running.cancelled_by_user:
                 raise  # shutdown: the row is released for recovery, not marked
@@ -367,24 +391,31 @@ class Runner:
             typical = self._typical.get(spec.name)
             self._typical[spec.name] = took if typical is None else typical + 0.2 * (took - typical)
 
-    async def _invoke(self, spec: TaskSpec, args: list[Any], kwargs: dict[str, Any], context: TaskContext) -> Any:
-        token = bind(context)
+    async def _invoke(
+        self,
+        spec: TaskSpec,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: TaskContext,
+        enqueued_in: contextvars.Context | None,
+    ) -> Any:
+        # A fresh copy per attempt: what one attempt sets is not seen by the next, and a sync
+        # attempt abandoned by its timeout may still be inside its copy while the retry runs.
+        run_in = enqueued_in.copy() if enqueued_in is not None else contextvars.Context()
+        bind_in(run_in, context)
+        if spec.is_async:
+            call: Any = _InContext(run_in.run(spec.func, *args, **kwargs), run_in)
+        else:
+            call = anyio.to_thread.run_sync(
+                functools.partial(run_in.run, spec.func, *args, **kwargs), limiter=self._limiter, abandon_on_cancel=True
+            )
+        if spec.timeout is None:
+            return await call
         try:
-            if spec.is_async:
-                call = spec.func(*args, **kwargs)
-            else:
-                call = anyio.to_thread.run_sync(
-                    functools.partial(spec.func, *args, **kwargs), limiter=self._limiter, abandon_on_cancel=True
-                )
-            if spec.timeout is None:
-                return await call
-            try:
-                return await asyncio.wait_for(call, spec.timeout)
-            except TimeoutError:
-                context.request_cancel()  # a sync task keeps its thread: ask it to stop
-                raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
-        finally:
-            unbind(token)
+            return await asyncio.wait_for(call, spec.timeout)
+        except TimeoutError:
+            context.request_cancel()  # a sync task keeps its thread: ask it to stop
+            raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -400,6 +431,7 @@ class Runner:
         next_run_at = utcnow() + timedelta(seconds=delay)
         job.retries_used = failures
         self._record(job, context, started_at, clock, error=exc, status=TaskStatus.PENDING, next_run_at=next_run_at)
+        self._metrics.retried(job.spec.name)
         logger.info(
             "taskflow: %s %s attempt %d failed (%s); retrying in %.2fs",
             job.spec.name,
@@ -476,6 +508,48 @@ class Runner:
             Finish(task_id=job.task_id, attempt=context.attempt, values=values, attempt_row=attempt_row)
         )
         self._publish(job.task_id, job.spec.name, status, context)
+        self._observe(job, context, status, duration, error)
+
+    def _observe(
+        self, job: Job, context: TaskContext, status: TaskStatus, duration: float, error: BaseException | None
+    ) -> None:
+        """Metrics and hooks of a recorded outcome."""
+        name = job.spec.name
+        self._metrics.ran(name, duration)
+        if status is TaskStatus.SUCCESS:
+            self._metrics.ended(name, "succeeded")
+            self._emit("succeeded", job, context)
+        elif status is TaskStatus.CANCELLED:
+            self._metrics.ended(name, "cancelled")
+        elif status is TaskStatus.FAILED:
+            self._metrics.ended(name, "failed")
+            self._emit("failed", job, context, error)
+            self._emit("gave_up", job, context, error)
+        elif status is TaskStatus.PENDING:
+            self._emit("failed", job, context, error, will_retry=True)
+
+    def _emit(
+        self,
+        event: str,
+        job: Job,
+        context: TaskContext,
+        error: BaseException | None = None,
+        *,
+        will_retry: bool = False,
+    ) -> None:
+        if not self._hooks.wants(event, job.spec.name):
+            return
+        outcome = TaskOutcome(
+            event=event,
+            task_id=job.task_id,
+            task_name=job.spec.name,
+            attempt=context.attempt,
+            error=error,
+            error_type=None if error is None else type(error).__name__,
+            error_message=None if error is None else str(error),
+            will_retry=will_retry,
+        )
+        self._hooks.emit(outcome, job.context)
 
     def _report_progress(self, context: TaskContext) -> None:
         values = {
@@ -499,6 +573,39 @@ class Runner:
                 progress_message=context.progress_message if context else None,
             )
         )
+
+
+class _InContext:
+    """Awaits a coroutine with each of its steps run inside `context`.
+
+    What a task of its own created with that context would do, without a task per job (which
+    costs more than a no-op task itself): the worker that awaits this stays the one that is
+    cancelled, and every step of the coroutine sees the enqueuing request's context variables.
+    """
+
+    __slots__ = ("_context", "_coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        self._coroutine = coroutine
+        self._context = context
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, run = self._coroutine, self._context.run
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = run(coroutine.send, value) if error is None else run(coroutine.throw, error)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                run(coroutine.close)
+                raise
+            except BaseException as exc:  # a cancellation, passed on to the task's own code
+                error = exc
 
 
 def _encode_result(result: Any) -> str | None:
