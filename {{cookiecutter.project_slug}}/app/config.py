@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     task_max_recoveries: int = Field(default=5, ge=1)
     # Delete finished tasks (and their attempts) this many days after they finished; unset keeps all.
     task_keep_finished_days: float | None = Field(default=None, gt=0)
+    # Logging on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL; "text" lines or "json" lines.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("database_url")
     @classmethod
@@ -49,6 +53,13 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_does_not_matter(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
 
     @field_validator("task_keep_finished_days", mode="before")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,13 +10,15 @@ from fastapi import FastAPI
 from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
+from app.logging_setup import configure_logging
+from app.request_id import RequestIdMiddleware
 from app.taskflow import TaskAdmin
 from app.tasks import task_manager
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.getLogger("app").setLevel(logging.INFO)
+    configure_logging(settings.log_level, settings.log_format)
     task_manager.configure(
         database_url=settings.database_url,
         redis_url=settings.redis_url,
@@ -58,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manage_lifespan=False,
         pages=[pages.page],
     )
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so the admin's routes have an id too
     return app

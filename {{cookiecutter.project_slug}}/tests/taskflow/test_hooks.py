@@ -142,7 +142,7 @@ async def test_a_hook_that_raises_is_logged_and_the_outcome_stands(make_manager,
 
 async def test_an_unknown_event_name_is_refused_with_the_valid_ones(make_manager) -> None:
     manager = make_manager()
-    with pytest.raises(ValueError, match="'finished'.*succeeded, failed, gave_up, quarantined"):
+    with pytest.raises(ValueError, match=r"'finished'.*succeeded, failed, gave_up, quarantined"):
         manager.on("finished", lambda outcome: None)
     with pytest.raises(TypeError, match="on_failure of task 'x' must be a function"):
         manager.task(name="x", on_failure="not callable")(lambda: None)  # type: ignore[arg-type]
