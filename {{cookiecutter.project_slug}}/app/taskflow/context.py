@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -72,9 +71,10 @@ def current_task() -> TaskContext:
     return context
 
 
-def bind_in(run_in: contextvars.Context, context: TaskContext) -> None:
-    """Make `context` what current_task() returns inside `run_in`."""
-    run_in.run(_current.set, context)
+def call_bound(context: TaskContext, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Call `func` with `context` as what current_task() returns (run inside the attempt's context)."""
+    _current.set(context)
+    return func(*args, **kwargs)
 
 
 def _capture(record: logging.LogRecord, context: TaskContext) -> None:

@@ -14,8 +14,9 @@ import functools
 import logging
 import time
 import traceback
+import types
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ import anyio.to_thread
 from pydantic_core import to_jsonable_python
 
 from . import arguments as argument_codec
-from .context import TaskContext, bind_in
+from .context import TaskContext, call_bound
 from .events import EventBus, TaskEvent
 from .hooks import Hooks, TaskOutcome
 from .models import TaskStatus, utcnow
@@ -402,12 +403,13 @@ class Runner:
         # A fresh copy per attempt: what one attempt sets is not seen by the next, and a sync
         # attempt abandoned by its timeout may still be inside its copy while the retry runs.
         run_in = enqueued_in.copy() if enqueued_in is not None else contextvars.Context()
-        bind_in(run_in, context)
         if spec.is_async:
-            call: Any = _InContext(run_in.run(spec.func, *args, **kwargs), run_in)
+            call: Any = _in_context(run_in.run(call_bound, context, spec.func, args, kwargs), run_in.run)
         else:
             call = anyio.to_thread.run_sync(
-                functools.partial(run_in.run, spec.func, *args, **kwargs), limiter=self._limiter, abandon_on_cancel=True
+                functools.partial(run_in.run, call_bound, context, spec.func, args, kwargs),
+                limiter=self._limiter,
+                abandon_on_cancel=True,
             )
         if spec.timeout is None:
             return await call
@@ -575,37 +577,29 @@ class Runner:
         )
 
 
-class _InContext:
-    """Awaits a coroutine with each of its steps run inside `context`.
+@types.coroutine
+def _in_context(coroutine: Coroutine[Any, Any, Any], run: Callable[..., Any]) -> Generator[Any, Any, Any]:
+    """Await `coroutine` with each of its steps run by `run` (a context's run method).
 
     What a task of its own created with that context would do, without a task per job (which
     costs more than a no-op task itself): the worker that awaits this stays the one that is
     cancelled, and every step of the coroutine sees the enqueuing request's context variables.
     """
-
-    __slots__ = ("_context", "_coroutine")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
-        self._coroutine = coroutine
-        self._context = context
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, run = self._coroutine, self._context.run
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                yielded = run(coroutine.send, value) if error is None else run(coroutine.throw, error)
-            except StopIteration as stop:
-                return stop.value
-            value, error = None, None
-            try:
-                value = yield yielded
-            except GeneratorExit:
-                run(coroutine.close)
-                raise
-            except BaseException as exc:  # a cancellation, passed on to the task's own code
-                error = exc
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            yielded = run(coroutine.send, value) if error is None else run(coroutine.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            run(coroutine.close)
+            raise
+        except BaseException as exc:  # a cancellation, passed on to the task's own code
+            error = exc
 
 
 def _encode_result(result: Any) -> str | None:

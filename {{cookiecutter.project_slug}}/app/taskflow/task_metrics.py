@@ -2,16 +2,22 @@
 
 The counters and histograms count in this process (Prometheus sums them over instances); the
 oldest pending task is read from the store at scrape time, so every instance reports the same.
+
+They are plain numbers updated on the event loop and turned into metric families when scraped:
+prometheus_client's own Counter and Histogram take a lock per update, which cost more per task
+than everything else the runner adds to a short task's record.
 """
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import func, or_, select
 
 from .models import TaskStatus, utcnow
@@ -19,72 +25,106 @@ from .store import Store
 from .store.writes import TASKS
 
 # Seconds, from a no-op task to an hour-long report.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
-OUTCOMES = ("succeeded", "failed", "cancelled", "quarantined")
+_BOUNDS = (*(floatToGoString(bound) for bound in BUCKETS), "+Inf")  # the `le` labels, as prometheus_client writes them
+
+
+@dataclass(eq=False)
+class _Histogram:
+    # Observations per bucket (not cumulative); the last one is past the largest bound (+Inf).
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> tuple[list[tuple[str, float]], float]:
+        counts = list(self.counts)  # one copy: the loop may add to it while a scrape reads
+        buckets, running = [], 0
+        for bound, count in zip(_BOUNDS, counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return buckets, self.total
 
 
 class TaskMetrics:
     """Observed by the runner and the recovery; registered on the admin's Prometheus registry."""
 
     def __init__(self) -> None:
-        # registry=None: never the process-wide default registry (two apps in one process, tests).
-        self.outcomes = Counter(
-            "taskflow_task_outcomes",
-            "Tasks that ended here, by task name and outcome (succeeded, failed, cancelled, quarantined).",
-            ["task", "outcome"],
-            registry=None,
-        )
-        self.retries = Counter(
-            "taskflow_task_retries", "Failed attempts scheduled to run again, by task name.", ["task"], registry=None
-        )
-        self.recoveries = Counter(
-            "taskflow_task_recoveries",
-            "Tasks taken over from an instance that stopped or lost its lease, by task name.",
-            ["task"],
-            registry=None,
-        )
-        self.queue_wait = Histogram(
-            "taskflow_task_queue_wait_seconds",
-            "From when an attempt was due (enqueued, or its delay or retry over) to its start, by task name.",
-            ["task"],
-            buckets=BUCKETS,
-            registry=None,
-        )
-        self.run_time = Histogram(
-            "taskflow_task_run_seconds",
-            "Run time of each attempt, by task name.",
-            ["task"],
-            buckets=BUCKETS,
-            registry=None,
-        )
-        # A labelled child per task name, looked up once: labels() costs more than observe().
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self._outcomes: Counter[tuple[str, str]] = Counter()
+        self._retries: Counter[str] = Counter()
+        self._recoveries: Counter[str] = Counter()
+        self._queue_wait: dict[str, _Histogram] = {}
+        self._run_time: dict[str, _Histogram] = {}
 
     def started(self, task: str, waited: float) -> None:
-        self._child(self.queue_wait, task).observe(max(0.0, waited))
+        histogram = self._queue_wait.get(task)
+        if histogram is None:
+            histogram = self._queue_wait[task] = _Histogram()
+        histogram.observe(max(0.0, waited))
 
     def ran(self, task: str, seconds: float) -> None:
-        self._child(self.run_time, task).observe(seconds)
+        histogram = self._run_time.get(task)
+        if histogram is None:
+            histogram = self._run_time[task] = _Histogram()
+        histogram.observe(seconds)
 
     def ended(self, task: str, outcome: str) -> None:
-        self._child(self.outcomes, task, outcome).inc()
+        self._outcomes[task, outcome] += 1
 
     def retried(self, task: str) -> None:
-        self._child(self.retries, task).inc()
+        self._retries[task] += 1
 
     def recovered(self, task: str) -> None:
-        self._child(self.recoveries, task).inc()
+        self._recoveries[task] += 1
 
     def collectors(self, store: Callable[[], Store]) -> list[Collector]:
-        return [self.outcomes, self.retries, self.recoveries, self.queue_wait, self.run_time, OldestPending(store)]
+        return [_Collector(self), OldestPending(store)]
+
+    def families(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        outcomes = CounterMetricFamily(
+            "taskflow_task_outcomes",
+            "Tasks that ended here, by task name and outcome (succeeded, failed, cancelled, quarantined).",
+            labels=["task", "outcome"],
+        )
+        for (task, outcome), count in sorted(dict(self._outcomes).items()):
+            outcomes.add_metric([task, outcome], count)
+        yield outcomes
+        for name, documentation, counts in (
+            ("taskflow_task_retries", "Failed attempts scheduled to run again, by task name.", self._retries),
+            (
+                "taskflow_task_recoveries",
+                "Tasks taken over from an instance that stopped or lost its lease, by task name.",
+                self._recoveries,
+            ),
+        ):
+            family = CounterMetricFamily(name, documentation, labels=["task"])
+            for task, count in sorted(dict(counts).items()):
+                family.add_metric([task], count)
+            yield family
+        for name, documentation, histograms in (
+            (
+                "taskflow_task_queue_wait_seconds",
+                "From when an attempt was due (enqueued, or its delay or retry wait over) to its start, by task name.",
+                self._queue_wait,
+            ),
+            ("taskflow_task_run_seconds", "Run time of each attempt, by task name.", self._run_time),
+        ):
+            family = HistogramMetricFamily(name, documentation, labels=["task"])
+            for task, histogram in sorted(dict(histograms).items()):
+                buckets, total = histogram.cumulative()
+                family.add_metric([task], buckets, total)
+            yield family
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: TaskMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        return self._metrics.families()
 
 
 class OldestPending(Collector):
