@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Logging on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL; "text" lines or "json" lines.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # With the `tracing` extra: send spans to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_means_keep_all(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("redis_url")
     @classmethod

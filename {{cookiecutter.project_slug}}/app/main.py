@@ -14,6 +14,7 @@ from app.logging_setup import configure_logging
 from app.request_id import RequestIdMiddleware
 from app.taskflow import TaskAdmin
 from app.tasks import task_manager
+from app.tracing_setup import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -30,15 +31,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keep_finished=None if settings.task_keep_finished_days is None else settings.task_keep_finished_days * 86400,
     )
     engine = make_engine(settings.database_url)
+    tracer_provider = configure_tracing(settings)
+    if tracer_provider is not None:
+        task_manager.enable_tracing(tracer_provider)
+    else:
+        task_manager.disable_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with task_manager.lifespan():
             yield
         engine.dispose()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # sends the spans still batched
 
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    telemetry = None if tracer_provider is None else {"tracer_provider": tracer_provider}
+    app = FastAPI(title=settings.app_name, lifespan=lifespan, telemetry=telemetry)
     app.state.settings = settings
+    app.state.tracer_provider = tracer_provider
     app.state.engine = engine
     app.include_router(health.router)
     app.include_router(tasks.router)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -28,6 +28,9 @@ from .runner import Job
 from .runtime import Runtime
 from .store import DuplicateTask, Store, open_store
 from .task_metrics import TaskMetrics
+
+if TYPE_CHECKING:
+    from .tracing import TaskTracer
 
 logger = logging.getLogger("taskflow")
 
@@ -76,6 +79,7 @@ class TaskManager:
         self.events = EventBus()
         self.hooks = Hooks()
         self.metrics = TaskMetrics()
+        self.tracer: TaskTracer | None = None
         self.owner = new_owner_id()
         self._store: Store | None = None
         self._runtime: Runtime | None = None
@@ -166,6 +170,21 @@ class TaskManager:
 
         return register(func) if func is not None else register
 
+    def enable_tracing(self, tracer_provider: Any = None) -> None:
+        """OpenTelemetry spans for enqueues and attempts (needs opentelemetry-api; the global
+        tracer provider unless one is given). Call before the manager starts."""
+        if self._runtime is not None:
+            raise RuntimeError("enable_tracing() must be called before the task manager starts")
+        from .tracing import TaskTracer
+
+        self.tracer = TaskTracer(tracer_provider)
+
+    def disable_tracing(self) -> None:
+        """No spans (the default). Call before the manager starts."""
+        if self._runtime is not None:
+            raise RuntimeError("disable_tracing() must be called before the task manager starts")
+        self.tracer = None
+
     def on(self, event: str, hook: Hook) -> Hook:
         """Call `hook(outcome)` (sync or async) on each "succeeded", "failed", "gave_up" or
         "quarantined" event this instance records. Returns the hook unchanged."""
@@ -217,6 +236,7 @@ class TaskManager:
             not_before=not_before,
             context=contextvars.copy_context(),
             enqueued_at=row["created_at"],
+            trace_link=None if self.tracer is None else self.tracer.enqueued(task_id, spec.name),
         )
         with self._unhanded_lock:
             self._unhanded[task_id] = job
@@ -405,6 +425,7 @@ class TaskManager:
             arguments=plain,
             context=contextvars.copy_context(),
             enqueued_at=new_row["created_at"],
+            trace_link=None if self.tracer is None else self.tracer.enqueued(new_id, spec.name),
         )
         runtime.runner.submit(job)
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -35,6 +35,9 @@ from .registry import TaskSpec
 from .store import Finish, Progress
 from .task_metrics import TaskMetrics
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .tracing import TaskTracer
 
 logger = logging.getLogger("taskflow.runner")
 
@@ -54,6 +57,14 @@ AHEAD_BELOW = 0.002
 # meanwhile. While it yields, the other workers leave the queue to it (see _work): otherwise
 # every worker woken for the backlog ran its own 32 jobs in the same loop turn.
 YIELD_EVERY = 32
+
+# The `taskflow.outcome` of an attempt's span, by the status recorded.
+_TRACE_OUTCOME = {
+    TaskStatus.SUCCESS: "succeeded",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.PENDING: "retrying",
+    TaskStatus.CANCELLED: "cancelled",
+}
 
 # A member's .value is a descriptor call; a dict lookup is a tenth of it (read twice a task).
 _VALUE = {status: status.value for status in TaskStatus}
@@ -75,6 +86,8 @@ class Job:
     context: contextvars.Context | None = None
     # When it was recorded (for the queue-wait histogram; a delay or retry counts from not_before).
     enqueued_at: datetime | None = None
+    # The enqueue's span (an OpenTelemetry SpanContext) when tracing is on: attempts link to it.
+    trace_link: Any = None
 
 
 @dataclass(eq=False)
@@ -83,6 +96,7 @@ class _Running:
     context: TaskContext
     task: asyncio.Task[Any] | None = None
     cancelled_by_user: bool = False
+    span: Any = None  # the attempt's OpenTelemetry span, when tracing is on
 
 
 class Runner:
@@ -96,11 +110,13 @@ class Runner:
         threads: int,
         hooks: Hooks | None = None,
         metrics: TaskMetrics | None = None,
+        tracer: TaskTracer | None = None,
     ) -> None:
         self._writer = writer
         self._events = events
         self._hooks = hooks or Hooks()
         self._metrics = metrics or TaskMetrics()
+        self._tracer = tracer
         self._owner = owner
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
@@ -361,6 +377,8 @@ class Runner:
         spec = job.spec
         context = TaskContext(task_id=job.task_id, name=spec.name, attempt=attempt, _on_progress=self._report_progress)
         running = _Running(job=job, context=context)
+        if self._tracer is not None:
+            running.span = self._tracer.attempt(job.task_id, spec.name, attempt, job.trace_link)
         self._running[job.task_id] = running
         self._publish(job.task_id, job.spec.name, TaskStatus.RUNNING)
         started_at = utcnow()
@@ -373,7 +391,7 @@ class Runner:
             # The task runs inline in this worker (no task per job: it costs more than a no-op
             # task itself); cancelling one task cancels the worker while it awaits the task.
             running.task = worker
-            result = await self._invoke(spec, args, kwargs, context, job.context)
+            result = await self._invoke(spec, args, kwargs, context, job.context, running.span)
         except asyncio.CancelledError:
             if not running.cancelled_by_user:
                 raise  # shutdown: the row is released for recovery, not marked
@@ -388,6 +406,8 @@ class Runner:
             self._record(job, context, started_at, clock, result=result, status=TaskStatus.SUCCESS)
         finally:
             self._running.pop(job.task_id, None)
+            if running.span is not None and self._tracer is not None:
+                self._tracer.finish(running.span, "interrupted")  # the shutdown cut it short
             took = time.perf_counter() - clock
             typical = self._typical.get(spec.name)
             self._typical[spec.name] = took if typical is None else typical + 0.2 * (took - typical)
@@ -399,10 +419,13 @@ class Runner:
         kwargs: dict[str, Any],
         context: TaskContext,
         enqueued_in: contextvars.Context | None,
+        span: Any = None,
     ) -> Any:
         # A fresh copy per attempt: what one attempt sets is not seen by the next, and a sync
         # attempt abandoned by its timeout may still be inside its copy while the retry runs.
         run_in = enqueued_in.copy() if enqueued_in is not None else contextvars.Context()
+        if span is not None and self._tracer is not None:
+            run_in.run(self._tracer.activate, span)  # the task's own spans are the attempt's children
         if spec.is_async:
             call: Any = _in_context(run_in.run(call_bound, context, spec.func, args, kwargs), run_in.run)
         else:
@@ -517,6 +540,10 @@ class Runner:
     ) -> None:
         """Metrics and hooks of a recorded outcome."""
         name = job.spec.name
+        running = self._running.get(job.task_id)
+        if running is not None and running.span is not None and self._tracer is not None:
+            self._tracer.finish(running.span, _TRACE_OUTCOME[status], error)
+            running.span = None
         self._metrics.ran(name, duration)
         if status is TaskStatus.SUCCESS:
             self._metrics.ended(name, "succeeded")

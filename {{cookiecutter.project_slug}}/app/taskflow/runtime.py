@@ -41,6 +41,7 @@ class Runtime:
             threads=config.threads,
             hooks=manager.hooks,
             metrics=manager.metrics,
+            tracer=manager.tracer,
         )
         self.leases = LeaseKeeper(
             store=manager.store,
