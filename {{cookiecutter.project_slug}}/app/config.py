@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     task_max_recoveries: int = Field(default=5, ge=1)
     # Delete finished tasks (and their attempts) this many days after they finished; unset keeps all.
     task_keep_finished_days: float | None = Field(default=None, gt=0)
+    # Logging on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL; "text" lines or "json" lines.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # With the `tracing` extra: send spans to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318).
+    otel_exporter_otlp_endpoint: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -54,10 +60,22 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
 
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_does_not_matter(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
+
     @field_validator("task_keep_finished_days", mode="before")
     @classmethod
     def _empty_means_keep_all(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("redis_url")
     @classmethod

@@ -3,7 +3,6 @@ or `create_app(settings)` in tests."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
@@ -14,13 +13,16 @@ from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
 from app.schema import prepare
+from app.logging_setup import configure_logging
+from app.request_id import RequestIdMiddleware
 from app.taskflow import TaskAdmin
 from app.tasks import task_manager
+from app.tracing_setup import configure_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.getLogger("app").setLevel(logging.INFO)
+    configure_logging(settings.log_level, settings.log_format)
     # Before anything opens the database: a schema behind the code stops here, with one line.
     prepare(settings)
     task_manager.configure(
@@ -35,15 +37,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keep_finished=None if settings.task_keep_finished_days is None else settings.task_keep_finished_days * 86400,
     )
     engine = make_engine(settings.database_url)
+    tracer_provider = configure_tracing(settings)
+    if tracer_provider is not None:
+        task_manager.enable_tracing(tracer_provider)
+    else:
+        task_manager.disable_tracing()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with task_manager.lifespan():
             yield
         engine.dispose()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # sends the spans still batched
 
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    telemetry = None if tracer_provider is None else {"tracer_provider": tracer_provider}
+    app = FastAPI(title=settings.app_name, lifespan=lifespan, telemetry=telemetry)
     app.state.settings = settings
+    app.state.tracer_provider = tracer_provider
     app.state.engine = engine
     app.include_router(health.router)
     app.include_router(tasks.router)
@@ -64,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manage_lifespan=False,
         pages=[pages.page],
     )
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so the admin's routes have an id too
     return app
 
 

@@ -5,13 +5,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 
-from app.taskflow import TaskManager, current_task
+from app.taskflow import TaskManager, TaskOutcome, current_task
 
 logger = logging.getLogger("app.tasks")
 
 # Configured from the settings in create_app(); tasks register on it at import time.
 task_manager = TaskManager()
+
+# Tasks that ended failed here, by task name: a stand-in for your alerting or a metric.
+gave_up: Counter[str] = Counter()
+
+
+def note_give_up(outcome: TaskOutcome) -> None:
+    """Hook: a task used up its retries (or was quarantined); log it and count it."""
+    gave_up[outcome.task_name] += 1
+    logger.warning(
+        "task %s (%s) %s after attempt %d: %s",
+        outcome.task_id,
+        outcome.task_name,
+        "was quarantined" if outcome.event == "quarantined" else "gave up",
+        outcome.attempt,
+        outcome.error_message,
+    )
+
+
+task_manager.on("gave_up", note_give_up)
+task_manager.on("quarantined", note_give_up)
 
 
 class EmailServiceUnavailable(Exception):

@@ -7,6 +7,7 @@ from .admin import TaskAdmin
 from .background import EnqueueOptions, ManagedBackgroundTasks
 from .config import TaskflowConfig
 from .context import TaskContext, current_task
+from .hooks import TaskOutcome
 from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
@@ -26,6 +27,7 @@ __all__ = [
     "TaskManager",
     "TaskNotFound",
     "TaskNotRetryable",
+    "TaskOutcome",
     "TaskSpec",
     "TaskStatus",
     "TaskTimeout",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from .models import utcnow
 from .policy import TaskCancelled
@@ -73,38 +74,50 @@ def current_task() -> TaskContext:
     return context
 
 
-def bind(context: TaskContext) -> object:
-    return _current.set(context)
+def call_bound(context: TaskContext, func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Call `func` with `context` as what current_task() returns (run inside the attempt's context)."""
+    _current.set(context)
+    return func(*args, **kwargs)
 
 
-def unbind(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
-
-
-class TaskLogCapture(logging.Handler):
-    """Copies log records emitted while a task runs into that task's current attempt (bounded)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        context = _current.get()
-        if context is None:
-            return
-        try:
-            message = record.getMessage()
-            if record.exc_info and record.exc_info[1] is not None:
-                message = f"{message}\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-            context.add_log(utcnow(), record.levelname, record.name, message)
-        except Exception:  # a broken log call must not break the task
-            self.handleError(record)
+def _capture(record: logging.LogRecord, context: TaskContext) -> None:
+    """Keep a copy of a record emitted inside a task in that task's current attempt (bounded)."""
+    try:
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message}\n{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+        context.add_log(utcnow(), record.levelname, record.name, message)
+    except Exception:  # a broken log call must not break the task, nor the logging of it
+        pass
 
 
 _capture_lock = threading.Lock()
-_capture: TaskLogCapture | None = None
+_installed = False
 
 
 def install_log_capture() -> None:
-    """Attach the capturing handler to the root logger once per process."""
-    global _capture
+    """Tag and capture records emitted inside tasks, once per process.
+
+    A record factory rather than a handler on the root logger: a root handler would silence
+    Python's last-resort output and turn a later `logging.basicConfig()` into a no-op, and it
+    would see records only after the service's own handlers had formatted them. The factory
+    runs as each record is made, so every handler sees `task_id`, `task_name` and `attempt`.
+    """
+    global _installed
     with _capture_lock:
-        if _capture is None:
-            _capture = TaskLogCapture(level=logging.DEBUG)
-            logging.getLogger().addHandler(_capture)
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            context = _current.get()
+            if context is not None:
+                record.task_id = context.task_id
+                record.task_name = context.name
+                record.attempt = context.attempt
+                _capture(record, context)
+            return record
+
+        logging.setLogRecordFactory(make_record)
+        _installed = True

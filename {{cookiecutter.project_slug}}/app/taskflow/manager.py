@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -18,6 +19,7 @@ from ._loops import call_in_loop
 from .background import NO_OPTIONS, EnqueueOptions, ManagedBackgroundTasks, new_task_id
 from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
+from .hooks import Hook, Hooks, TaskOutcome
 from .leases import new_owner_id
 from .models import TaskStatus, utcnow
 from .options import TaskOptions
@@ -26,6 +28,10 @@ from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
 from .store import DuplicateTask, Store, open_store
+from .task_metrics import TaskMetrics
+
+if TYPE_CHECKING:
+    from .tracing import TaskTracer
 
 logger = logging.getLogger("taskflow")
 
@@ -72,6 +78,9 @@ class TaskManager:
         self.config = TaskflowConfig(**options)
         self.registry = Registry()
         self.events = EventBus()
+        self.hooks = Hooks()
+        self.metrics = TaskMetrics()
+        self.tracer: TaskTracer | None = None
         self.owner = new_owner_id()
         self._store: Store | None = None
         self._runtime: Runtime | None = None
@@ -135,6 +144,7 @@ class TaskManager:
         timeout: float | None = ...,
         persist: bool = ...,
         name: str | None = ...,
+        on_failure: Hook | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def task(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -148,10 +158,32 @@ class TaskManager:
 
         def register(function: Callable[P, R]) -> Callable[P, R]:
             spec = build_spec(function, task_options)
+            if task_options.on_failure is not None:
+                self.hooks.set_on_failure(spec.name, task_options.on_failure)
             self.registry.add(spec)
             return function
 
         return register(func) if func is not None else register
+
+    def enable_tracing(self, tracer_provider: Any = None) -> None:
+        """OpenTelemetry spans for enqueues and attempts (needs opentelemetry-api; the global
+        tracer provider unless one is given). Call before the manager starts."""
+        if self._runtime is not None:
+            raise RuntimeError("enable_tracing() must be called before the task manager starts")
+        from .tracing import TaskTracer
+
+        self.tracer = TaskTracer(tracer_provider)
+
+    def disable_tracing(self) -> None:
+        """No spans (the default). Call before the manager starts."""
+        if self._runtime is not None:
+            raise RuntimeError("disable_tracing() must be called before the task manager starts")
+        self.tracer = None
+
+    def on(self, event: str, hook: Hook) -> Hook:
+        """Call `hook(outcome)` (sync or async) on each "succeeded", "failed", "gave_up" or
+        "quarantined" event this instance records. Returns the hook unchanged."""
+        return self.hooks.on(event, hook)
 
     # -- enqueueing -------------------------------------------------------------------------------
 
@@ -210,7 +242,15 @@ class TaskManager:
                 # Committed into the intake now; the writer moves it to the task table.
                 self.store.insert_intake(row)
             runtime.writer.insert(row)
-        job = Job(task_id=task_id, spec=spec, arguments=plain, not_before=not_before)
+        job = Job(
+            task_id=task_id,
+            spec=spec,
+            arguments=plain,
+            not_before=not_before,
+            context=contextvars.copy_context(),
+            enqueued_at=row["created_at"],
+            trace_link=None if self.tracer is None else self.tracer.enqueued(task_id, spec.name),
+        )
         with self._unhanded_lock:
             self._unhanded[task_id] = job
             self._unhanded_since[task_id] = time.monotonic()
@@ -413,7 +453,15 @@ class TaskManager:
         new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
         await asyncio.to_thread(self.store.insert_task, new_row)
         self.enqueued_total += 1
-        runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
+        job = Job(
+            task_id=new_id,
+            spec=spec,
+            arguments=plain,
+            context=contextvars.copy_context(),
+            enqueued_at=new_row["created_at"],
+            trace_link=None if self.tracer is None else self.tracer.enqueued(new_id, spec.name),
+        )
+        runtime.runner.submit(job)
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))
         return new_id
 
@@ -425,7 +473,10 @@ class TaskManager:
             if row.status != TaskStatus.PENDING.value:
                 logger.error("taskflow: task %s (%s) quarantined: %s", row.id, row.name, row.error_message)
                 self.events.publish(TaskEvent(task_id=row.id, name=row.name, status=row.status))
+                self.metrics.ended(row.name, "quarantined")
+                self._quarantined(row)
                 continue
+            self.metrics.recovered(row.name)
             spec = self.registry.get(row.name)
             if spec is None:
                 logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
@@ -437,9 +488,22 @@ class TaskManager:
                     arguments=argument_codec.decode(row.arguments),
                     not_before=row.next_run_at,
                     retries_used=row.retries_used,
+                    enqueued_at=row.created_at,
                 )
             )
         return jobs
+
+    def _quarantined(self, row: Any) -> None:
+        if self.hooks.wants("quarantined", row.name):
+            outcome = TaskOutcome(
+                event="quarantined",
+                task_id=row.id,
+                task_name=row.name,
+                attempt=row.attempt,
+                error_type=row.error_type,
+                error_message=row.error_message,
+            )
+            self.hooks.emit(outcome)  # a recovered task's context is empty: it outlived its request
 
     def awaits_handoff(self, task_id: str) -> bool:
         """True while a recorded task waits for its request to hand it over."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -208,9 +208,14 @@ class TaskflowCollector(Collector):
             )
 
 
-def prometheus_registry(insights: Insights, events: EventBus | None = None) -> CollectorRegistry:
+def prometheus_registry(
+    insights: Insights, events: EventBus | None = None, collectors: Iterable[Collector] = ()
+) -> CollectorRegistry:
+    """The store's view, plus `collectors` (the manager's counters and histograms)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TaskflowCollector(insights, events))
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 

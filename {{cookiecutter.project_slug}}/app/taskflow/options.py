@@ -7,6 +7,7 @@ default from TaskOptions; the options table in the taskflow README is pinned to 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Callable
 from typing import Any
 
 
@@ -34,6 +35,9 @@ class TaskOptions:
     persist: bool = False
     # The stable name of the task; None for the function's own name.
     name: str | None = None
+    # Called (sync or async) once when this task gives up: retries used up, a give-up exception,
+    # or quarantined after crashes. See hooks.py.
+    on_failure: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         # A list of exception classes is as clear as a tuple; stored as a tuple (hashable, frozen).

@@ -9,27 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
 import traceback
+import types
 from collections import deque
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from pydantic_core import to_jsonable_python
 
 from . import arguments as argument_codec
-from .context import TaskContext, bind, unbind
+from .context import TaskContext, call_bound
 from .events import EventBus, TaskEvent
+from .hooks import Hooks, TaskOutcome
 from .models import TaskStatus, utcnow
 from .policy import TaskCancelled, TaskTimeout
 from .registry import TaskSpec
 from .store import Finish, Progress
+from .task_metrics import TaskMetrics
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from .tracing import TaskTracer
 
 logger = logging.getLogger("taskflow.runner")
 
@@ -50,6 +58,14 @@ AHEAD_BELOW = 0.002
 # every worker woken for the backlog ran its own 32 jobs in the same loop turn.
 YIELD_EVERY = 32
 
+# The `taskflow.outcome` of an attempt's span, by the status recorded.
+_TRACE_OUTCOME = {
+    TaskStatus.SUCCESS: "succeeded",
+    TaskStatus.FAILED: "failed",
+    TaskStatus.PENDING: "retrying",
+    TaskStatus.CANCELLED: "cancelled",
+}
+
 # A member's .value is a descriptor call; a dict lookup is a tenth of it (read twice a task).
 _VALUE = {status: status.value for status in TaskStatus}
 
@@ -65,6 +81,13 @@ class Job:
     cancelled: bool = False
     # Failed attempts retried so far (from the row after a recovery): what the retry policy counts.
     retries_used: int = 0
+    # The contextvars of the code that enqueued it (a request's): each attempt runs in a copy.
+    # None for a task recovered from the store: it runs with an empty context.
+    context: contextvars.Context | None = None
+    # When it was recorded (for the queue-wait histogram; a delay or retry counts from not_before).
+    enqueued_at: datetime | None = None
+    # The enqueue's span (an OpenTelemetry SpanContext) when tracing is on: attempts link to it.
+    trace_link: Any = None
 
 
 @dataclass(eq=False)
@@ -73,12 +96,27 @@ class _Running:
     context: TaskContext
     task: asyncio.Task[Any] | None = None
     cancelled_by_user: bool = False
+    span: Any = None  # the attempt's OpenTelemetry span, when tracing is on
 
 
 class Runner:
-    def __init__(self, *, writer: Writer, events: EventBus, owner: str, concurrency: int, threads: int) -> None:
+    def __init__(
+        self,
+        *,
+        writer: Writer,
+        events: EventBus,
+        owner: str,
+        concurrency: int,
+        threads: int,
+        hooks: Hooks | None = None,
+        metrics: TaskMetrics | None = None,
+        tracer: TaskTracer | None = None,
+    ) -> None:
         self._writer = writer
         self._events = events
+        self._hooks = hooks or Hooks()
+        self._metrics = metrics or TaskMetrics()
+        self._tracer = tracer
         self._owner = owner
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
@@ -339,16 +377,21 @@ class Runner:
         spec = job.spec
         context = TaskContext(task_id=job.task_id, name=spec.name, attempt=attempt, _on_progress=self._report_progress)
         running = _Running(job=job, context=context)
+        if self._tracer is not None:
+            running.span = self._tracer.attempt(job.task_id, spec.name, attempt, job.trace_link)
         self._running[job.task_id] = running
         self._publish(job.task_id, job.spec.name, TaskStatus.RUNNING)
         started_at = utcnow()
         clock = time.perf_counter()
+        due = job.not_before if job.not_before is not None else job.enqueued_at
+        if due is not None:
+            self._metrics.started(spec.name, (started_at - due).total_seconds())
         try:
             args, kwargs = spec.signature.load(spec.name, job.arguments)
             # The task runs inline in this worker (no task per job: it costs more than a no-op
             # task itself); cancelling one task cancels the worker while it awaits the task.
             running.task = worker
-            result = await self._invoke(spec, args, kwargs, context)
+            result = await self._invoke(spec, args, kwargs, context, job.context, running.span)
         except asyncio.CancelledError:
             if not running.cancelled_by_user:
                 raise  # shutdown: the row is released for recovery, not marked
@@ -363,28 +406,41 @@ class Runner:
             self._record(job, context, started_at, clock, result=result, status=TaskStatus.SUCCESS)
         finally:
             self._running.pop(job.task_id, None)
+            if running.span is not None and self._tracer is not None:
+                self._tracer.finish(running.span, "interrupted")  # the shutdown cut it short
             took = time.perf_counter() - clock
             typical = self._typical.get(spec.name)
             self._typical[spec.name] = took if typical is None else typical + 0.2 * (took - typical)
 
-    async def _invoke(self, spec: TaskSpec, args: list[Any], kwargs: dict[str, Any], context: TaskContext) -> Any:
-        token = bind(context)
+    async def _invoke(
+        self,
+        spec: TaskSpec,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: TaskContext,
+        enqueued_in: contextvars.Context | None,
+        span: Any = None,
+    ) -> Any:
+        # A fresh copy per attempt: what one attempt sets is not seen by the next, and a sync
+        # attempt abandoned by its timeout may still be inside its copy while the retry runs.
+        run_in = enqueued_in.copy() if enqueued_in is not None else contextvars.Context()
+        if span is not None and self._tracer is not None:
+            run_in.run(self._tracer.activate, span)  # the task's own spans are the attempt's children
+        if spec.is_async:
+            call: Any = _in_context(run_in.run(call_bound, context, spec.func, args, kwargs), run_in.run)
+        else:
+            call = anyio.to_thread.run_sync(
+                functools.partial(run_in.run, call_bound, context, spec.func, args, kwargs),
+                limiter=self._limiter,
+                abandon_on_cancel=True,
+            )
+        if spec.timeout is None:
+            return await call
         try:
-            if spec.is_async:
-                call = spec.func(*args, **kwargs)
-            else:
-                call = anyio.to_thread.run_sync(
-                    functools.partial(spec.func, *args, **kwargs), limiter=self._limiter, abandon_on_cancel=True
-                )
-            if spec.timeout is None:
-                return await call
-            try:
-                return await asyncio.wait_for(call, spec.timeout)
-            except TimeoutError:
-                context.request_cancel()  # a sync task keeps its thread: ask it to stop
-                raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
-        finally:
-            unbind(token)
+            return await asyncio.wait_for(call, spec.timeout)
+        except TimeoutError:
+            context.request_cancel()  # a sync task keeps its thread: ask it to stop
+            raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -400,6 +456,7 @@ class Runner:
         next_run_at = utcnow() + timedelta(seconds=delay)
         job.retries_used = failures
         self._record(job, context, started_at, clock, error=exc, status=TaskStatus.PENDING, next_run_at=next_run_at)
+        self._metrics.retried(job.spec.name)
         logger.info(
             "taskflow: %s %s attempt %d failed (%s); retrying in %.2fs",
             job.spec.name,
@@ -476,6 +533,52 @@ class Runner:
             Finish(task_id=job.task_id, attempt=context.attempt, values=values, attempt_row=attempt_row)
         )
         self._publish(job.task_id, job.spec.name, status, context)
+        self._observe(job, context, status, duration, error)
+
+    def _observe(
+        self, job: Job, context: TaskContext, status: TaskStatus, duration: float, error: BaseException | None
+    ) -> None:
+        """Metrics and hooks of a recorded outcome."""
+        name = job.spec.name
+        running = self._running.get(job.task_id)
+        if running is not None and running.span is not None and self._tracer is not None:
+            self._tracer.finish(running.span, _TRACE_OUTCOME[status], error)
+            running.span = None
+        self._metrics.ran(name, duration)
+        if status is TaskStatus.SUCCESS:
+            self._metrics.ended(name, "succeeded")
+            self._emit("succeeded", job, context)
+        elif status is TaskStatus.CANCELLED:
+            self._metrics.ended(name, "cancelled")
+        elif status is TaskStatus.FAILED:
+            self._metrics.ended(name, "failed")
+            self._emit("failed", job, context, error)
+            self._emit("gave_up", job, context, error)
+        elif status is TaskStatus.PENDING:
+            self._emit("failed", job, context, error, will_retry=True)
+
+    def _emit(
+        self,
+        event: str,
+        job: Job,
+        context: TaskContext,
+        error: BaseException | None = None,
+        *,
+        will_retry: bool = False,
+    ) -> None:
+        if not self._hooks.wants(event, job.spec.name):
+            return
+        outcome = TaskOutcome(
+            event=event,
+            task_id=job.task_id,
+            task_name=job.spec.name,
+            attempt=context.attempt,
+            error=error,
+            error_type=None if error is None else type(error).__name__,
+            error_message=None if error is None else str(error),
+            will_retry=will_retry,
+        )
+        self._hooks.emit(outcome, job.context)
 
     def _report_progress(self, context: TaskContext) -> None:
         values = {
@@ -499,6 +602,31 @@ class Runner:
                 progress_message=context.progress_message if context else None,
             )
         )
+
+
+@types.coroutine
+def _in_context(coroutine: Coroutine[Any, Any, Any], run: Callable[..., Any]) -> Generator[Any, Any, Any]:
+    """Await `coroutine` with each of its steps run by `run` (a context's run method).
+
+    What a task of its own created with that context would do, without a task per job (which
+    costs more than a no-op task itself): the worker that awaits this stays the one that is
+    cancelled, and every step of the coroutine sees the enqueuing request's context variables.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            yielded = run(coroutine.send, value) if error is None else run(coroutine.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            run(coroutine.close)
+            raise
+        except BaseException as exc:  # a cancellation, passed on to the task's own code
+            error = exc
 
 
 def _encode_result(result: Any) -> str | None:

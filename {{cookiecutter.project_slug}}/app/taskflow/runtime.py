@@ -39,6 +39,9 @@ class Runtime:
             owner=manager.owner,
             concurrency=config.concurrency,
             threads=config.threads,
+            hooks=manager.hooks,
+            metrics=manager.metrics,
+            tracer=manager.tracer,
         )
         self.leases = LeaseKeeper(
             store=manager.store,
@@ -93,6 +96,7 @@ class Runtime:
                 shutdown_timeout,
             )
         await self.runner.stop()
+        await manager.hooks.drain(shutdown_timeout)
         await self.retention.stop()
         await self.leases.stop()
         # With the database down the last writes could wait forever; shutdown must not. What

@@ -194,6 +194,7 @@ def test_task_that_kills_its_process_is_quarantined_after_the_cap(sqlite_url: st
             crashes = [run for run in read_executions(group.records) if run.task_id == task_id]
             assert len(crashes) == max_recoveries + 1
             assert server.starts == max_recoveries + 2
+            assert server.log_text().count(f"ERROR taskflow: taskflow: task {task_id} (crash) quarantined") == 1
     finally:
         table.dispose()
 

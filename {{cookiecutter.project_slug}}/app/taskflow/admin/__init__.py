@@ -100,7 +100,9 @@ class TaskAdmin:
         self.pages = tuple(pages)
         self.nav = [(page.label, page.endpoint) for page in self.pages]
         self.service = AdminService(task_manager, count_cap=count_cap, metrics_ttl=metrics_ttl)
-        self.prometheus = prometheus_registry(self.service.insights, task_manager.events)
+        self.prometheus = prometheus_registry(
+            self.service.insights, task_manager.events, task_manager.metrics.collectors(lambda: task_manager.store)
+        )
         templates = create_templates([page.templates for page in self.pages if page.templates is not None])
         self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
