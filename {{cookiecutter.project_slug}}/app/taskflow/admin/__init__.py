@@ -23,6 +23,7 @@ from ..store import TaskFilter
 from .auth import Credentials, Principal, PrincipalDep, Role, get_admin, require_principal
 from .filters import as_utc
 from .guards import ActorDep
+from .headers import SecurityHeaders
 from .limits import LoginLimit, LoginThrottle, SessionRevocations, SharedTables
 from .session import SessionSigner
 from .templating import create_templates
@@ -121,6 +122,7 @@ class TaskAdmin:
         self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
         app.include_router(self.router())
+        app.add_middleware(SecurityHeaders, path=self.path)
         if auto_install:
             task_manager.install(app)
         if manage_lifespan:
@@ -140,6 +142,7 @@ class TaskAdmin:
         guarded.include_router(api.router, prefix=self.path)
         outer = APIRouter()
         outer.include_router(login.public, prefix=self.path)
+        outer.include_router(static.public, prefix=self.path)
         outer.include_router(guarded)
         return outer
 

@@ -106,10 +106,13 @@ async def require_principal(request: Request) -> Principal:
             raise _unauthenticated(request, admin)
         return principal
     session = admin.sessions.load(request)
-    if session is not None and session.username is not None:
-        # Ended by logout on any instance (sessions issued before session ids existed count as ended).
-        if not session.session_id or await admin.revocations.is_revoked(session.session_id):
-            session = None
+    # Ended by logout on any instance (sessions issued before session ids existed count as ended).
+    if (
+        session is not None
+        and session.username is not None
+        and (not session.session_id or await admin.revocations.is_revoked(session.session_id))
+    ):
+        session = None
     if credentials.open:
         return Principal(
             ANONYMOUS.username, Role.ADMIN, via="session" if session else "open", csrf=session and session.csrf
