@@ -14,7 +14,7 @@ from app.taskflow import TaskStatus
 from .conftest import ADMIN, VIEWER, wait_for_status
 
 ADMIN_PATH = "/tasks"
-PUBLIC = {("GET", "/tasks/login"), ("POST", "/tasks/login")}  # the login form itself
+PUBLIC = {("GET", "/tasks/login"), ("POST", "/tasks/login"), ("GET", "/tasks/login/style.css")}  # the login form itself
 
 
 @pytest.fixture

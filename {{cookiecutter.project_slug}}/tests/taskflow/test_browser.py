@@ -115,12 +115,19 @@ def test_browser_dashboard_follows_tasks_live_and_retries(service: Service, brow
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     # Set before any page script runs, so the stream's opening is never missed.
     context.add_init_script("document.addEventListener('htmx:sseOpen', () => { window.streamOpen = true; });")
+    # Anything the Content-Security-Policy blocks (an inline script or style) is recorded here.
+    context.add_init_script(
+        "window.cspViolations = []; document.addEventListener('securitypolicyviolation',"
+        " e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     page = context.new_page()
     page.set_default_timeout(30_000)
     try:
         # Logging in: an anonymous visit lands on the login form, which leads back to the dashboard.
         page.goto(f"{service.url}/tasks/dashboard")
         assert "/tasks/login" in page.url
+        assert page.evaluate("() => getComputedStyle(document.body).display") == "grid"  # its stylesheet loaded
+        assert page.evaluate("() => window.cspViolations") == []
         page.fill("#username", USER)
         page.fill("#password", PASSWORD)
         page.click("button[type=submit]")
@@ -164,9 +171,11 @@ def test_browser_dashboard_follows_tasks_live_and_retries(service: Service, brow
         assert retry_of.get_attribute("href") == f"/tasks/dashboard/tasks/{flaky_id}"
         page.screenshot(path=str(artifacts_dir() / "dashboard-retried-task.png"), full_page=True)
 
+        assert page.evaluate("() => window.cspViolations") == []
         page.goto(f"{service.url}/tasks/dashboard")
         page.wait_for_selector(f"#task-{report_id}")
         page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
+        assert page.evaluate("() => window.cspViolations") == []
 
         audit = httpx.get(f"{service.url}/tasks/audit", auth=(USER, PASSWORD), timeout=10).json()
         assert [(entry["actor"], entry["action"], entry["task_id"]) for entry in audit] == [(USER, "retry", flaky_id)]

@@ -23,6 +23,8 @@ from ..store import TaskFilter
 from .auth import Credentials, Principal, PrincipalDep, Role, get_admin, require_principal
 from .filters import as_utc
 from .guards import ActorDep
+from .headers import SecurityHeaders
+from .limits import LoginLimit, LoginThrottle, SessionRevocations, SharedTables
 from .session import SessionSigner
 from .templating import create_templates
 
@@ -31,7 +33,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskflow.admin")
 
-__all__ = ["ActorDep", "AdminPage", "Principal", "PrincipalDep", "Role", "TaskAdmin", "get_admin", "require_principal"]
+__all__ = [
+    "ActorDep",
+    "AdminPage",
+    "LoginLimit",
+    "Principal",
+    "PrincipalDep",
+    "Role",
+    "TaskAdmin",
+    "get_admin",
+    "require_principal",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class TaskAdmin:
         count_cap: int | None = 10_000,
         metrics_ttl: float = 2.0,
         session_max_age: int = 12 * 3600,
+        login_limit: LoginLimit | None = None,
     ) -> None:
         from .. import __version__
         from .service import AdminService
@@ -95,6 +108,10 @@ class TaskAdmin:
         # and are not shared between instances (configure SECRET_KEY for either).
         self.secret_key = secret_key or secrets.token_urlsafe(32)
         self.sessions = SessionSigner(self.secret_key, path=self.path, max_age=session_max_age)
+        # Failed-login counts and ended sessions live in the task database: shared by every instance.
+        shared = SharedTables(lambda: task_manager.store)
+        self.login_throttle = LoginThrottle(shared, login_limit or LoginLimit())
+        self.revocations = SessionRevocations(shared)
         # Origins (scheme://host[:port]) besides the request's own host allowed to send mutations.
         self.trusted_origins = frozenset(origin.rstrip("/") for origin in trusted_origins)
         self.pages = tuple(pages)
@@ -107,6 +124,7 @@ class TaskAdmin:
         self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
         app.include_router(self.router())
+        app.add_middleware(SecurityHeaders, path=self.path)
         if auto_install:
             task_manager.install(app)
         if manage_lifespan:
@@ -126,6 +144,7 @@ class TaskAdmin:
         guarded.include_router(api.router, prefix=self.path)
         outer = APIRouter()
         outer.include_router(login.public, prefix=self.path)
+        outer.include_router(static.public, prefix=self.path)
         outer.include_router(guarded)
         return outer
 

@@ -8,6 +8,7 @@ a page is redirected to the login form (303) and everything else gets 401, so no
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -18,6 +19,8 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 if TYPE_CHECKING:
     from . import TaskAdmin
+
+logger = logging.getLogger("taskflow.admin")
 
 
 class Role(enum.StrEnum):
@@ -32,6 +35,7 @@ class Principal:
     # How this request proved who it is: mutations from a session need a CSRF token, Basic ones don't.
     via: Literal["basic", "session", "open"] = "basic"
     csrf: str | None = None
+    session_id: str | None = None  # the session logout ends
 
     @property
     def can_act(self) -> bool:
@@ -97,11 +101,18 @@ async def require_principal(request: Request) -> Principal:
     credentials = admin.credentials
     supplied: HTTPBasicCredentials | None = await basic(request)
     if supplied is not None and not credentials.open:
-        principal = credentials.check(supplied.username, supplied.password)
+        principal = await check_login(request, admin, supplied.username, supplied.password)
         if principal is None:  # wrong credentials never fall back to a cookie
             raise _unauthenticated(request, admin)
         return principal
     session = admin.sessions.load(request)
+    # Ended by logout on any instance (sessions issued before session ids existed count as ended).
+    if (
+        session is not None
+        and session.username is not None
+        and (not session.session_id or await admin.revocations.is_revoked(session.session_id))
+    ):
+        session = None
     if credentials.open:
         return Principal(
             ANONYMOUS.username, Role.ADMIN, via="session" if session else "open", csrf=session and session.csrf
@@ -115,8 +126,50 @@ async def require_principal(request: Request) -> Principal:
             and password is not None
             and secrets.compare_digest(session.fingerprint, admin.sessions.fingerprint(password))
         ):
-            return Principal(session.username, role, via="session", csrf=session.csrf)
+            return Principal(session.username, role, via="session", csrf=session.csrf, session_id=session.session_id)
     raise _unauthenticated(request, admin)
+
+
+class TooManyLogins(HTTPException):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed logins; try again in {retry_after} seconds",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.retry_after = retry_after
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def check_login(request: Request, admin: TaskAdmin, username: str, password: str) -> Principal | None:
+    """Credentials checked under the failed-login limit (form and Basic alike).
+
+    Raises TooManyLogins while the user or the address is limited, even for a correct password:
+    a guesser learns nothing from the answer until the window ends.
+    """
+    address = client_address(request)
+    throttle = admin.login_throttle
+    state = await throttle.check(username, address)
+    wait = state.retry_after
+    if wait is not None:
+        logger.warning(
+            "taskflow: login of user %r from %s refused: too many failed logins (retry in %d s)",
+            username[:100],
+            address,
+            wait,
+        )
+        raise TooManyLogins(wait)
+    principal = admin.credentials.check(username, password)
+    if principal is None:
+        logger.warning("taskflow: failed login for user %r from %s", username[:100], address)
+        await throttle.failed(username, address)
+        return None
+    if state.user_failures:
+        await throttle.succeeded(username)  # only a login that follows failures writes anything
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(require_principal)]

@@ -50,15 +50,20 @@ async def _submitted_token(request: Request) -> str | None:
     return token
 
 
-async def require_actor(request: Request, principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
-    """Dependency of every mutating route (403 on failure)."""
-    if not principal.can_act:
-        raise _forbidden(f"user {principal.username!r} is read-only")
+async def check_csrf(request: Request, principal: Principal) -> None:
+    """Same origin, and for a session the page's CSRF token (403 on failure)."""
     check_same_origin(request, get_admin(request).trusted_origins)
     if principal.via == "session":
         token = await _submitted_token(request)
         if not token or principal.csrf is None or not secrets.compare_digest(token, principal.csrf):
             raise _forbidden("missing or invalid CSRF token; reload the page and try again")
+
+
+async def require_actor(request: Request, principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
+    """Dependency of every mutating route (403 on failure)."""
+    if not principal.can_act:
+        raise _forbidden(f"user {principal.username!r} is read-only")
+    await check_csrf(request, principal)
     return principal
 
 

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from .auth import ANONYMOUS, PrincipalDep, get_admin
-from .guards import check_same_origin
+from .auth import ANONYMOUS, PrincipalDep, TooManyLogins, check_login, get_admin
+from .guards import check_csrf, check_same_origin
 
 public = APIRouter()  # included WITHOUT the auth dependency: only the login form lives here
 router = APIRouter()  # logout: behind the auth dependency like everything else
@@ -48,7 +48,17 @@ async def login(
 ) -> Response:
     check_same_origin(request, get_admin(request).trusted_origins)  # no login CSRF from other sites
     admin = get_admin(request)
-    principal = admin.credentials.check(username, password)
+    try:
+        principal = await check_login(request, admin, username, password)
+    except TooManyLogins as limited:
+        response = _form(
+            request,
+            error=f"Too many failed logins. Try again in {limited.retry_after} seconds.",
+            status_code=429,
+            username=username,
+        )
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
     if principal is None:
         return _form(request, error="Wrong user name or password.", status_code=401, username=username)
     response = RedirectResponse(_safe_next(request, next), status_code=303)
@@ -58,6 +68,11 @@ async def login(
 
 @router.post("/logout", name="taskflow_logout", include_in_schema=False)
 async def logout(request: Request, principal: PrincipalDep) -> Response:
+    """Ends the session on every instance (not only this browser's cookie); same checks as an action."""
+    await check_csrf(request, principal)
+    admin = get_admin(request)
+    if principal.session_id:
+        await admin.revocations.revoke(principal.session_id, max_age=admin.sessions.max_age)
     response = RedirectResponse(str(request.url_for("taskflow_login").path), status_code=303)
-    get_admin(request).sessions.clear(response)
+    admin.sessions.clear(response)
     return response

@@ -1,8 +1,9 @@
 """The dashboard's session: a signed cookie (itsdangerous) naming the user and a CSRF nonce.
 
-Nothing secret is stored in it and nothing is kept server-side: the signature (keyed by the
-admin's secret_key) makes it tamper-proof, the timestamp bounds its life, and a fingerprint of
-the user's password ends every session when the password changes.
+Nothing secret is stored in it: the signature (keyed by the admin's secret_key) makes it
+tamper-proof, the timestamp bounds its life, and a fingerprint of the user's password ends every
+session when the password changes. Each session has an id, so logout can end it on every
+instance (limits.py keeps the ended ids in the database).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Session:
     username: str | None  # None: an anonymous session (open admin), only carrying a CSRF nonce
     csrf: str
     fingerprint: str
+    session_id: str = ""
 
 
 class SessionSigner:
@@ -45,7 +47,12 @@ class SessionSigner:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
-        return Session(username=data.get("u"), csrf=data["c"], fingerprint=str(data.get("f", "")))
+        return Session(
+            username=data.get("u"),
+            csrf=data["c"],
+            fingerprint=str(data.get("f", "")),
+            session_id=str(data.get("s", "")),
+        )
 
     @staticmethod
     def new_nonce() -> str:
@@ -64,8 +71,11 @@ class SessionSigner:
             username=username,
             csrf=csrf or self.new_nonce(),
             fingerprint=self.fingerprint(password) if password is not None else "",
+            session_id=self.new_nonce(),
         )
-        token = self._serializer.dumps({"u": session.username, "c": session.csrf, "f": session.fingerprint})
+        token = self._serializer.dumps(
+            {"u": session.username, "c": session.csrf, "f": session.fingerprint, "s": session.session_id}
+        )
         response.set_cookie(
             COOKIE_NAME,
             token,

@@ -19,6 +19,12 @@ FILES = {
 }
 
 router = APIRouter()
+public = APIRouter()  # the login form's stylesheet: the one file served without credentials
+
+
+@public.get("/login/style.css", name="taskflow_login_style", include_in_schema=False)
+async def login_style() -> FileResponse:
+    return FileResponse(STATIC / "login.css", media_type="text/css", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/dashboard/static/{filename}", name="taskflow_static", include_in_schema=False)
