@@ -125,8 +125,8 @@ class TaskManager:
 
     def task(
         self,
+        # Not positional-only here (the overloads are): mypy then checks the overloads against it.
         func: Callable[..., Any] | None = None,
-        /,
         *,
         retries: int = 0,
         delay: float = 0.0,

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class HotStatement:
 
     @classmethod
     def compile(cls, statement: ClauseElement, dialect: Dialect, *, time_binds: Collection[str] = ()) -> HotStatement:
-        compiled = statement.compile(dialect=dialect)
+        # The SQL compiler's binds and positions are not on the base `Compiled` type.
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         if compiled.positional and compiled.positiontup is not None:
             order = tuple(compiled.positiontup)

@@ -91,11 +91,15 @@ class Statements:
 
     def __init__(self, dialect: Dialect, encode_time: Callable[[datetime], Any]) -> None:
         self.encode_time = encode_time
-        task_columns = {column.name: bindparam(column.name) for column in TASKS.c}
-        attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
+        task_columns: dict[str, Any] = {column.name: bindparam(column.name) for column in TASKS.c}
+        attempt_columns: dict[str, Any] = {
+            column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"
+        }
         times = _time_binds()
         self.insert_task = HotStatement.compile(insert(TASKS).values(task_columns), dialect, time_binds=times)
-        intake_columns = {column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"}
+        intake_columns: dict[str, Any] = {
+            column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"
+        }
         self.insert_intake = HotStatement.compile(insert(INTAKE).values(intake_columns), dialect, time_binds=times)
         self.insert_attempt = HotStatement.compile(insert(ATTEMPTS).values(attempt_columns), dialect, time_binds=times)
         self.finish = HotStatement.compile(_guarded_update(FINISH_COLUMNS), dialect, time_binds=times)
@@ -238,7 +242,7 @@ def _already(connection: Connection, finish: Finish, owner: str) -> bool:
     row = connection.execute(statement.where(TASKS.c.id == finish.task_id)).first()
     if row is None:
         return False
-    return row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"]
+    return bool(row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"])
 
 
 def _claim(ids_as_json: bool) -> Any:
