@@ -94,6 +94,23 @@ def test_bake_passes_ruff(baked: Baked, options: Options) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+TYPED_SETS = {"default": {}, "postgresql+redis": {"database": "postgresql", "use_redis": "yes"}}
+
+
+@pytest.mark.parametrize("options", list(TYPED_SETS.values()), ids=list(TYPED_SETS))
+def test_bake_type_checks_with_mypy(baked: Baked, tmp_path: Path, options: Options) -> None:
+    # The baked pyproject.toml carries the mypy configuration: strict for app/taskflow, the
+    # defaults for the rest of app. The cache goes to a temporary folder so the bake stays clean.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache")],
+        cwd=baked(options),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @ALL_SETS
 def test_vendored_folders_are_copied_verbatim(baked: Baked, options: Options) -> None:
     # Equal to the template source in every bake, hence also byte-identical across bakes.

@@ -57,6 +57,7 @@ def install(app: FastAPI, task_manager: TaskManager) -> None:
     if getattr(app.state, "taskflow_installed", None) is task_manager:
         return
     with _patch_lock:
-        fastapi_dependencies.BackgroundTasks = _background_tasks_factory  # type: ignore[misc,assignment]
+        # FastAPI builds a request's BackgroundTasks through this module-level name.
+        setattr(fastapi_dependencies, "BackgroundTasks", _background_tasks_factory)  # noqa: B010
     app.add_middleware(ServeManagerMiddleware, task_manager=task_manager)
     app.state.taskflow_installed = task_manager

@@ -68,7 +68,8 @@ def _duration(row: object) -> float | None:
     started, finished = getattr(row, "started_at", None), getattr(row, "finished_at", None)
     if started is None or finished is None:
         return None
-    return max(0.0, (finished - started).total_seconds())
+    elapsed: float = (finished - started).total_seconds()
+    return max(0.0, elapsed)
 
 
 def compute_snapshot(store: Store, *, window: int = WINDOW, now: datetime | None = None) -> MetricsSnapshot:

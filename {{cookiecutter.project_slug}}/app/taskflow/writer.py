@@ -159,7 +159,7 @@ class Writer:
             if row is None or row["status"] != _PENDING or (INTAKE_SEQ in row and not short):
                 return None
             now = utcnow()
-            attempt = row["attempt"] + 1
+            attempt: int = row["attempt"] + 1
             row.update(status=_RUNNING, attempt=attempt, started_at=now, updated_at=now, next_run_at=None)
             return attempt
 

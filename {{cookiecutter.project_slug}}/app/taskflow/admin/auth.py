@@ -115,7 +115,7 @@ async def require_principal(request: Request) -> Principal:
         session = None
     if credentials.open:
         return Principal(
-            ANONYMOUS.username, Role.ADMIN, via="session" if session else "open", csrf=session and session.csrf
+            ANONYMOUS.username, Role.ADMIN, via="session" if session else "open", csrf=session.csrf if session else None
         )
     if session is not None and session.username is not None:
         role = credentials.role_of(session.username)

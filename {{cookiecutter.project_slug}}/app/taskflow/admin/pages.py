@@ -77,7 +77,7 @@ async def _task_or_404(request: Request, principal: Principal, service: AdminSer
 
 
 @router.get("/tasks/{task_id}", name="taskflow_page_task")
-async def task_page(request: Request, principal: PrincipalDep, service: ServiceDep, task_id: str) -> HTMLResponse:
+async def task_page(request: Request, principal: PrincipalDep, service: ServiceDep, task_id: str) -> Response:
     context = await _task_or_404(request, principal, service, task_id)
     if isinstance(context, Response):
         return context
@@ -85,7 +85,7 @@ async def task_page(request: Request, principal: PrincipalDep, service: ServiceD
 
 
 @router.get("/tasks/{task_id}/partials/progress", name="taskflow_partial_progress")
-async def task_progress(request: Request, principal: PrincipalDep, service: ServiceDep, task_id: str) -> HTMLResponse:
+async def task_progress(request: Request, principal: PrincipalDep, service: ServiceDep, task_id: str) -> Response:
     """The self-polling progress fragment; once the task is final it asks for one full reload."""
     context = await _task_or_404(request, principal, service, task_id)
     if isinstance(context, Response):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from pydantic import BaseModel
 
 from ..storable import displayable
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -65,7 +69,7 @@ class TaskPublic(BaseModel):
             task_id=row.id,
             func_name=row.name,
             status=row.status,
-            created_at=_aware(row.created_at),  # type: ignore[arg-type]
+            created_at=_aware(row.created_at),
             start_time=_aware(row.started_at),
             end_time=_aware(row.finished_at),
             duration=duration,
@@ -199,7 +203,7 @@ class AuditPublic(BaseModel):
     def from_row(cls, row: Any) -> AuditPublic:
         return cls(
             id=row.id, at=_aware(row.at), actor=row.actor, action=row.action, task_id=row.task_id, detail=row.detail
-        )  # type: ignore[arg-type]
+        )
 
 
 class RegisteredTask(BaseModel):

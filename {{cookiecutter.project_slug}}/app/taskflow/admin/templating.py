@@ -146,7 +146,7 @@ class Renderer:
         response = self.templates.TemplateResponse(request, name, full, status_code=status_code, headers=headers)
         if issue_session:
             self.admin.sessions.issue(request, response, username=None, password=None, csrf=csrf)
-        return response  # type: ignore[return-value]
+        return response
 
     def fragment(self, request: Request, name: str, context: dict[str, Any], *, principal: Principal) -> str:
         """A fragment as text (the event stream sends rows this way)."""

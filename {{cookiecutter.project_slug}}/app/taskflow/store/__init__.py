@@ -7,9 +7,11 @@ and the deletion of old finished tasks in retention.py.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, update
@@ -157,7 +159,7 @@ class Store:
         for orphan in orphans:
             rows = orphan.rows()
             if rows:
-                moved += self.write(lambda c, rows=rows: leases.insert_adopted(c, rows))
+                moved += self.write(partial(leases.insert_adopted, rows=rows))
             orphan.discard()
         return moved
 
@@ -217,7 +219,7 @@ class Store:
     def count(self, task_filter: TaskFilter) -> int:
         return self.read(lambda c: queries.count_tasks(c, task_filter))
 
-    def attempts(self, task_id: str) -> list[Any]:
+    def attempts(self, task_id: str) -> builtins.list[Any]:
         return self.read(lambda c: queries.list_attempts(c, task_id))
 
 

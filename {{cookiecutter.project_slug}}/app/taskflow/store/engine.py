@@ -128,7 +128,8 @@ def bind_none_and_bool_directly() -> None:
     if sys.version_info >= (3, 12):
         return
     # `{}.get` is a C-level callable that returns None for any argument.
-    for kind, adapter in ((type(None), {}.get), (bool, int)):
+    adapters: tuple[tuple[type, Callable[[Any], Any]], ...] = ((type(None), {}.get), (bool, int))
+    for kind, adapter in adapters:
         if (kind, sqlite3.PrepareProtocol) not in sqlite3.adapters:
             sqlite3.register_adapter(kind, adapter)
 

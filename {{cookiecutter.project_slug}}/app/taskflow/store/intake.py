@@ -146,7 +146,7 @@ class IntakeFile:
         with self._lock:
             if self._connection is None:
                 return 0
-            return self._connection.execute(_COUNT).fetchone()[0]
+            return int(self._connection.execute(_COUNT).fetchone()[0])
 
     def close(self) -> int:
         """Close; delete the file if every row was moved. Returns how many rows are left in it."""
@@ -155,7 +155,7 @@ class IntakeFile:
             if connection is None:
                 return 0
             try:
-                left = connection.execute(_COUNT).fetchone()[0]
+                left = int(connection.execute(_COUNT).fetchone()[0])
                 if left == len(self._unremoved):
                     # Every row left is in the task table already: delete the file while we hold
                     # its lock, so no one finds it half gone.
