@@ -12,22 +12,13 @@ from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
 from app.taskflow import TaskAdmin
-from app.tasks import task_manager
+from app.tasks import configure_task_manager, task_manager
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.getLogger("app").setLevel(logging.INFO)
-    task_manager.configure(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        concurrency=settings.task_concurrency,
-        threads=settings.task_thread_pool,
-        shutdown_timeout=settings.task_shutdown_timeout,
-        lease_seconds=settings.task_lease_seconds,
-        max_recoveries=settings.task_max_recoveries,
-        keep_finished=None if settings.task_keep_finished_days is None else settings.task_keep_finished_days * 86400,
-    )
+    configure_task_manager(settings)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

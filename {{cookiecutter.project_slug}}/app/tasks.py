@@ -6,12 +6,31 @@ import asyncio
 import logging
 import random
 
+from app.config import Settings, get_settings
 from app.taskflow import TaskManager, current_task
 
 logger = logging.getLogger("app.tasks")
 
-# Configured from the settings in create_app(); tasks register on it at import time.
+# Configured from the settings by configure_task_manager(); tasks register on it at import time.
 task_manager = TaskManager()
+
+
+def configure_task_manager(settings: Settings | None = None) -> TaskManager:
+    """The task manager, configured from the service's settings: create_app() and the operator's
+    command line (`python -m app.taskflow`) both call this."""
+    settings = settings or get_settings()
+    keep_days = settings.task_keep_finished_days
+    task_manager.configure(
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        concurrency=settings.task_concurrency,
+        threads=settings.task_thread_pool,
+        shutdown_timeout=settings.task_shutdown_timeout,
+        lease_seconds=settings.task_lease_seconds,
+        max_recoveries=settings.task_max_recoveries,
+        keep_finished=None if keep_days is None else keep_days * 86400,
+    )
+    return task_manager
 
 
 class EmailServiceUnavailable(Exception):

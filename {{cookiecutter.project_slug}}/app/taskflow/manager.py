@@ -207,9 +207,13 @@ class TaskManager:
         return task_id
 
     def _pending_row(
-        self, runtime: Runtime, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
+        self, runtime: Runtime | None, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
     ) -> dict[str, Any]:
-        """A new task row, every column present (the hot insert binds them all), owned by us."""
+        """A new task row, every column present (the hot insert binds them all), owned by us.
+
+        With no runtime it has no owner and no lease, and is persisted whatever the task says:
+        recovery, which runs when any manager starts on this database, takes exactly such rows.
+        """
         now = utcnow()
         return {
             **_EMPTY_ROW,
@@ -217,10 +221,10 @@ class TaskManager:
             "name": spec.name,
             "status": _PENDING,
             "arguments": arguments,
-            "persist": spec.persist,
+            "persist": spec.persist or runtime is None,
             "max_attempts": spec.policy.retries + 1,
-            "owner": self.owner,
-            "lease_expires_at": runtime.leases.lease_until(now),
+            "owner": None if runtime is None else self.owner,
+            "lease_expires_at": None if runtime is None else runtime.leases.lease_until(now),
             "created_at": now,
             "updated_at": now,
             **extra,
@@ -326,13 +330,17 @@ class TaskManager:
     # -- control ------------------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> CancelOutcome:
-        runtime = self._require_runtime()
-        await runtime.writer.flushed()
+        """Cancel a task of any instance. Without a runtime here (the operator's command line) the
+        database says it: a pending row is cancelled at once, a running one's owner stops it."""
+        runtime = self._runtime
+        if runtime is not None:
+            await runtime.writer.flushed()
         row = await self._row_once_written(task_id)
         if row is None:
             return CancelOutcome.NOT_FOUND
         if row.status == TaskStatus.PENDING.value:
-            runtime.runner.cancel(task_id)
+            if runtime is not None:
+                runtime.runner.cancel(task_id)
             with self._unhanded_lock:
                 self._unhanded.pop(task_id, None)
                 self._unhanded_since.pop(task_id, None)
@@ -342,7 +350,8 @@ class TaskManager:
             row = await asyncio.to_thread(self.store.get, task_id)
         if row is not None and row.status == TaskStatus.RUNNING.value:
             await asyncio.to_thread(self.store.request_cancel, task_id)
-            runtime.runner.cancel(task_id)
+            if runtime is not None:
+                runtime.runner.cancel(task_id)
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
 
@@ -361,9 +370,13 @@ class TaskManager:
             await asyncio.sleep(UNWRITTEN_POLL)
 
     async def retry(self, task_id: str) -> str:
-        """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it."""
-        runtime = self._require_runtime()
-        await runtime.writer.flushed()
+        """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it.
+
+        Without a runtime here (the operator's command line) the new task is recorded ownerless,
+        and the next recovery sweep of a running instance takes it."""
+        runtime = self._runtime
+        if runtime is not None:
+            await runtime.writer.flushed()
         row = await asyncio.to_thread(self.store.get, task_id)
         if row is None:
             raise TaskNotFound(task_id)
@@ -378,7 +391,8 @@ class TaskManager:
         new_id = new_task_id()
         new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
         await asyncio.to_thread(self.store.insert_task, new_row)
-        runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
+        if runtime is not None:
+            runtime.runner.submit(Job(task_id=new_id, spec=spec, arguments=plain))
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))
         return new_id
 
