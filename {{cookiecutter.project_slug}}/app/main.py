@@ -16,7 +16,7 @@ from app.schema import prepare
 from app.logging_setup import configure_logging
 from app.request_id import RequestIdMiddleware
 from app.taskflow import TaskAdmin
-from app.tasks import task_manager
+from app.tasks import configure_task_manager, task_manager
 from app.tracing_setup import configure_tracing
 
 
@@ -25,17 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     # Before anything opens the database: a schema behind the code stops here, with one line.
     prepare(settings)
-    task_manager.configure(
-        database_url=settings.database_url,
-        migrate_on_start=settings.migrate_on_start,
-        redis_url=settings.redis_url,
-        concurrency=settings.task_concurrency,
-        threads=settings.task_thread_pool,
-        shutdown_timeout=settings.task_shutdown_timeout,
-        lease_seconds=settings.task_lease_seconds,
-        max_recoveries=settings.task_max_recoveries,
-        keep_finished=None if settings.task_keep_finished_days is None else settings.task_keep_finished_days * 86400,
-    )
+    configure_task_manager(settings)
     engine = make_engine(settings.database_url)
     tracer_provider = configure_tracing(settings)
     if tracer_provider is not None:

@@ -7,11 +7,12 @@ import logging
 import random
 from collections import Counter
 
+from app.config import Settings, get_settings
 from app.taskflow import TaskManager, TaskOutcome, current_task
 
 logger = logging.getLogger("app.tasks")
 
-# Configured from the settings in create_app(); tasks register on it at import time.
+# Configured from the settings by configure_task_manager(); tasks register on it at import time.
 task_manager = TaskManager()
 
 # Tasks that ended failed here, by task name: a stand-in for your alerting or a metric.
@@ -33,6 +34,25 @@ def note_give_up(outcome: TaskOutcome) -> None:
 
 task_manager.on("gave_up", note_give_up)
 task_manager.on("quarantined", note_give_up)
+
+
+def configure_task_manager(settings: Settings | None = None) -> TaskManager:
+    """The task manager, configured from the service's settings: create_app() and the operator's
+    command line (`python -m app.taskflow`) both call this."""
+    settings = settings or get_settings()
+    keep_days = settings.task_keep_finished_days
+    task_manager.configure(
+        database_url=settings.database_url,
+        migrate_on_start=settings.migrate_on_start,
+        redis_url=settings.redis_url,
+        concurrency=settings.task_concurrency,
+        threads=settings.task_thread_pool,
+        shutdown_timeout=settings.task_shutdown_timeout,
+        lease_seconds=settings.task_lease_seconds,
+        max_recoveries=settings.task_max_recoveries,
+        keep_finished=None if keep_days is None else keep_days * 86400,
+    )
+    return task_manager
 
 
 class EmailServiceUnavailable(Exception):

@@ -400,13 +400,17 @@ class TaskManager:
     # -- control ------------------------------------------------------------------------------------
 
     async def cancel(self, task_id: str) -> CancelOutcome:
-        runtime = self._require_runtime()
-        await runtime.writer.flushed()
+        """Cancel a task of any instance. Without a runtime here (the operator's command line) the
+        database says it: a pending row is cancelled at once, a running one's owner stops it."""
+        runtime = self._runtime
+        if runtime is not None:
+            await runtime.writer.flushed()
         row = await self._row_once_written(task_id)
         if row is None:
             return CancelOutcome.NOT_FOUND
         if row.status == TaskStatus.PENDING.value:
-            runtime.runner.cancel(task_id)
+            if runtime is not None:
+                runtime.runner.cancel(task_id)
             with self._unhanded_lock:
                 self._unhanded.pop(task_id, None)
                 self._unhanded_since.pop(task_id, None)
@@ -416,7 +420,8 @@ class TaskManager:
             row = await asyncio.to_thread(self.store.get, task_id)
         if row is not None and row.status == TaskStatus.RUNNING.value:
             await asyncio.to_thread(self.store.request_cancel, task_id)
-            runtime.runner.cancel(task_id)
+            if runtime is not None:
+                runtime.runner.cancel(task_id)
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
 
@@ -435,9 +440,13 @@ class TaskManager:
             await asyncio.sleep(UNWRITTEN_POLL)
 
     async def retry(self, task_id: str) -> str:
-        """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it."""
-        runtime = self._require_runtime()
-        await runtime.writer.flushed()
+        """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it.
+
+        Without a runtime here (the operator's command line) the new task is recorded ownerless,
+        and the next recovery sweep of a running instance takes it."""
+        runtime = self._runtime
+        if runtime is not None:
+            await runtime.writer.flushed()
         row = await asyncio.to_thread(self.store.get, task_id)
         if row is None:
             raise TaskNotFound(task_id)
@@ -461,7 +470,8 @@ class TaskManager:
             enqueued_at=new_row["created_at"],
             trace_link=None if self.tracer is None else self.tracer.enqueued(new_id, spec.name),
         )
-        runtime.runner.submit(job)
+        if runtime is not None:
+            runtime.runner.submit(job)
         self.events.publish(TaskEvent(task_id=new_id, name=spec.name, status=TaskStatus.PENDING.value))
         return new_id
 

@@ -42,10 +42,12 @@ async def test_a_cancelled_unpersisted_pending_task_never_runs(make_manager) -> 
 
     async with manager.lifespan():
         tasks = ManagedBackgroundTasks(manager)
-        task_id = tasks.options(delay=0.3).add_task(later)
+        # The delay leaves the cancel time to land first on a loaded machine; then the test waits
+        # past the moment the task was due, to see that it never starts.
+        task_id = tasks.options(delay=2.0).add_task(later)
         await tasks()
         assert await manager.cancel(task_id) == CancelOutcome.CANCELLED
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(2.5)
         await manager.wait_idle()
         row = await asyncio.to_thread(manager.store.get, task_id)
     assert runs == []
