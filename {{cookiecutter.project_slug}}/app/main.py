@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from app.api import health, pages, tasks
 from app.config import Settings, get_settings
 from app.db import make_engine
-from app.schema import prepare
 from app.logging_setup import configure_logging
 from app.request_id import RequestIdMiddleware
+from app.schema import prepare
 from app.taskflow import TaskAdmin
 from app.tasks import configure_task_manager, task_manager
 from app.tracing_setup import configure_tracing

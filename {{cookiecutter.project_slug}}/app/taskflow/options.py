@@ -6,8 +6,8 @@ default from TaskOptions; the options table in the taskflow README is pinned to 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 
