@@ -200,6 +200,7 @@ def print_next_steps(repository: str) -> None:
     print(f"  make run     # serves {url} (HOST=... PORT=... to change; login for {url}/tasks/dashboard in .env)")
     print("  make dev     # the same, restarting when the code changes")
     print("  make test    # ruff lint, ruff format check and the service's tests")
+    print("  docker compose up --build   # or the service and its servers in containers")
     if repository:
         print(f"It is {repository}." if repository.startswith("a git") else f"Note: {repository}.")
 

@@ -50,6 +50,36 @@ def test_the_generated_service_is_a_repository_with_the_template_branch_at_gener
     assert ".env" not in git(service, "ls-files").split(), "the secrets file was committed"
 
 
+def bake_cli(tmp_path: Path, output_dir: Path, path: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "cookiecutter.yaml"
+    config.write_text(f"cookiecutters_dir: {tmp_path / 'templates'}\nreplay_dir: {tmp_path / 'replay'}\n")
+    command = [sys.executable, "-m", "cookiecutter", str(TEMPLATE_DIR), "--no-input", "--config-file", str(config)]
+    env = {**os.environ, **GIT_ENV, "PATH": path}
+    return subprocess.run(
+        [*command, "--output-dir", str(output_dir)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_without_git_the_bake_completes_and_says_no_repository_was_made(tmp_path: Path) -> None:
+    no_git = tmp_path / "bin-without-git"
+    no_git.mkdir()
+    result = bake_cli(tmp_path, tmp_path / "out", str(no_git))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Note: git is not installed: no repository made" in result.stdout
+    assert (tmp_path / "out" / "my-service" / "app").is_dir()
+    assert not (tmp_path / "out" / "my-service" / ".git").exists()
+
+
+def test_inside_another_repository_the_bake_makes_no_nested_one(tmp_path: Path) -> None:
+    monorepo = tmp_path / "monorepo"
+    monorepo.mkdir()
+    git(monorepo, "init", "--quiet")
+    result = bake_cli(tmp_path, monorepo / "services", os.environ["PATH"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Note: inside the git repository {monorepo}" in result.stdout
+    assert not (monorepo / "services" / "my-service" / ".git").exists()
+
+
 def newer_template(tmp_path: Path, edit: str) -> Path:
     """A copy of this template with one change to the vendored runner, as a newer release."""
     copy = tmp_path / "template-v2"
