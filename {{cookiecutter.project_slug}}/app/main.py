@@ -41,8 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if tracer_provider is not None:
             tracer_provider.shutdown()  # sends the spans still batched
 
-    telemetry = None if tracer_provider is None else {"tracer_provider": tracer_provider}
-    app = FastAPI(title=settings.app_name, lifespan=lifespan, telemetry=telemetry)
+    # FastAPI's own request spans (its `telemetry` argument needs the version the tracing extra pins).
+    telemetry = {} if tracer_provider is None else {"telemetry": {"tracer_provider": tracer_provider}}
+    app = FastAPI(title=settings.app_name, lifespan=lifespan, **telemetry)
     app.state.settings = settings
     app.state.tracer_provider = tracer_provider
     app.state.engine = engine

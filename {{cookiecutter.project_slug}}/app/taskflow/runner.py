@@ -541,10 +541,11 @@ class Runner:
         """Metrics and hooks of a recorded outcome."""
         name = job.spec.name
         running = self._running.get(job.task_id)
-        if running is not None and running.span is not None and self._tracer is not None:
-            self._tracer.finish(running.span, _TRACE_OUTCOME[status], error)
-            running.span = None
-        self._metrics.ran(name, duration)
+        if running is not None:  # else it was cancelled before it started: it never ran
+            self._metrics.ran(name, duration)
+            if running.span is not None and self._tracer is not None:
+                self._tracer.finish(running.span, _TRACE_OUTCOME[status], error)
+                running.span = None
         if status is TaskStatus.SUCCESS:
             self._metrics.ended(name, "succeeded")
             self._emit("succeeded", job, context)
