@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             tracer_provider.shutdown()  # sends the spans still batched
 
     # FastAPI's own request spans (its `telemetry` argument needs the version the tracing extra pins).
-    telemetry = {} if tracer_provider is None else {"telemetry": {"tracer_provider": tracer_provider}}
+    telemetry: dict[str, Any] = {} if tracer_provider is None else {"telemetry": {"tracer_provider": tracer_provider}}
     app = FastAPI(title=settings.app_name, lifespan=lifespan, **telemetry)
     app.state.settings = settings
     app.state.tracer_provider = tracer_provider

@@ -147,7 +147,8 @@ class TaskManager:
         on_failure: Hook | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
-    def task(self, func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    # `func` is not positional-only here (the overloads say it is): mypy then checks them against this.
+    def task(self, func: Callable[..., Any] | None = None, **options: Any) -> Any:
         """Register a task. The function is returned unchanged, so it stays directly callable.
 
         Options left out take their defaults from TaskOptions.

@@ -27,7 +27,8 @@ from .store.writes import TASKS
 # Seconds, from a no-op task to an hour-long report.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
-_BOUNDS = (*(floatToGoString(bound) for bound in BUCKETS), "+Inf")  # the `le` labels, as prometheus_client writes them
+# The `le` labels, as prometheus_client writes them (its helper is not annotated).
+_BOUNDS = (*(floatToGoString(bound) for bound in BUCKETS), "+Inf")  # type: ignore[no-untyped-call]
 
 
 @dataclass(eq=False)
@@ -42,7 +43,8 @@ class _Histogram:
 
     def cumulative(self) -> tuple[list[tuple[str, float]], float]:
         counts = list(self.counts)  # one copy: the loop may add to it while a scrape reads
-        buckets, running = [], 0
+        buckets: list[tuple[str, float]] = []
+        running = 0
         for bound, count in zip(_BOUNDS, counts, strict=True):
             running += count
             buckets.append((bound, running))
@@ -112,11 +114,11 @@ class TaskMetrics:
             ),
             ("taskflow_task_run_seconds", "Run time of each attempt, by task name.", self._run_time),
         ):
-            family = HistogramMetricFamily(name, documentation, labels=["task"])
+            histograms_family = HistogramMetricFamily(name, documentation, labels=["task"])
             for task, histogram in sorted(dict(histograms).items()):
                 buckets, total = histogram.cumulative()
-                family.add_metric([task], buckets, total)
-            yield family
+                histograms_family.add_metric([task], buckets, total)
+            yield histograms_family
 
 
 class _Collector(Collector):

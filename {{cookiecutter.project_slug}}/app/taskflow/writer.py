@@ -355,12 +355,12 @@ def _without_texts(single: Batch, note: str) -> Batch | None:
     if single.attempt_rows:
         return Batch(attempt_rows=[_bare(single.attempt_rows[0], note)])
     if single.progress:
-        item = single.progress[0]
-        return Batch(progress=[Progress(item.task_id, item.attempt, _bare(item.values, None))])
+        progress = single.progress[0]
+        return Batch(progress=[Progress(progress.task_id, progress.attempt, _bare(progress.values, None))])
     if single.finishes:
-        item = single.finishes[0]
-        attempt_row = None if item.attempt_row is None else _bare(item.attempt_row, note)
-        return Batch(finishes=[Finish(item.task_id, item.attempt, _bare(item.values, note), attempt_row)])
+        finish = single.finishes[0]
+        attempt_row = None if finish.attempt_row is None else _bare(finish.attempt_row, note)
+        return Batch(finishes=[Finish(finish.task_id, finish.attempt, _bare(finish.values, note), attempt_row)])
     return None
 
 

@@ -201,4 +201,5 @@ def differences(engine: Engine, metadata: MetaData | None = None) -> list[Any]:
                 "compare_type": True,
             },
         )
-        return compare_metadata(context, metadata)
+        differences: list[Any] = compare_metadata(context, metadata)
+        return differences

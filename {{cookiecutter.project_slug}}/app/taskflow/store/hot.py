@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class HotStatement:
         time_binds: Collection[str] = (),
         text_binds: Mapping[str, Callable[[str], str]] | None = None,
     ) -> HotStatement:
-        compiled = statement.compile(dialect=dialect)
+        # The SQL compiler's binds and positions are not on the base `Compiled` type.
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         fixed = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         text_binds = text_binds or {}
         if compiled.positional and compiled.positiontup is not None:

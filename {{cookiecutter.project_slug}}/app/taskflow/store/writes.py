@@ -92,8 +92,10 @@ class Statements:
 
     def __init__(self, dialect: Dialect, encode_time: Callable[[datetime], Any]) -> None:
         self.encode_time = encode_time
-        task_columns = {column.name: bindparam(column.name) for column in TASKS.c}
-        attempt_columns = {column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"}
+        task_columns: dict[str, Any] = {column.name: bindparam(column.name) for column in TASKS.c}
+        attempt_columns: dict[str, Any] = {
+            column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"
+        }
         times = _time_binds()
         texts = _text_binds()
 
@@ -101,7 +103,9 @@ class Statements:
             return HotStatement.compile(statement, dialect, time_binds=times, text_binds=texts)
 
         self.insert_task = compile_(insert(TASKS).values(task_columns))
-        intake_columns = {column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"}
+        intake_columns: dict[str, Any] = {
+            column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"
+        }
         self.insert_intake = compile_(insert(INTAKE).values(intake_columns))
         self.insert_attempt = compile_(insert(ATTEMPTS).values(attempt_columns))
         self.finish = compile_(_guarded_update(FINISH_COLUMNS))
@@ -256,7 +260,7 @@ def _already(connection: Connection, finish: Finish, owner: str) -> bool:
     row = connection.execute(statement.where(TASKS.c.id == finish.task_id)).first()
     if row is None:
         return False
-    return row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"]
+    return bool(row.owner == owner and row.attempt == finish.attempt and row.status == finish.values["status"])
 
 
 def _claim(ids_as_json: bool) -> Any:
