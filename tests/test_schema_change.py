@@ -1,8 +1,9 @@
-"""A column added to a taskflow model, as a team would add it, in a bake of its own.
+"""Schema changes as a team makes them, in a bake of its own.
 
-The baked suite refuses the model change until its migration is written; the one command
-writes it; a database at the earlier revision then stops a start that may not migrate with one
-line naming `make migrate`, and `make migrate` brings it up to date.
+A column added to a taskflow model: the baked suite refuses it until its migration is written;
+one command writes it; a database at the earlier revision then stops a start that may not
+migrate with one line naming `make migrate`, and `make migrate` brings it up to date. A table of
+the team's own goes the same way through the service's Alembic history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from tests.conftest import Bake
 LEAKY_VARIABLES = {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_URL", "PYTEST_ADDOPTS", "PYTHONPATH"}
 RETRY_OF = "    retry_of: str | None = Field(default=None, max_length=36)\n"
 TENANT = "    tenant: str | None = Field(default=None, max_length=100)\n"
+WIDGETS = '''"""A table of the team's own."""
+
+from sqlmodel import Field, SQLModel
+
+
+class Widget(SQLModel, table=True):
+    __tablename__ = "widgets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(max_length=80)
+'''
 
 
 def run(project: Path, *arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +40,7 @@ def run(project: Path, *arguments: str, **env: str) -> subprocess.CompletedProce
     )
 
 
-def test_a_column_added_to_a_taskflow_model_needs_one_generated_migration(bake_into: Bake, tmp_path: Path) -> None:
+def test_a_schema_change_needs_one_generated_migration_in_the_right_history(bake_into: Bake, tmp_path: Path) -> None:
     project = bake_into(tmp_path / "bake")
     older = f"sqlite:///{tmp_path / 'older.db'}"
     assert run(project, "-m", "app.taskflow.migrations", "upgrade", older).returncode == 0  # before the change
@@ -62,3 +74,21 @@ def test_a_column_added_to_a_taskflow_model_needs_one_generated_migration(bake_i
 
     assert run(project, "-m", "app.schema", DATABASE_URL=older).returncode == 0  # what `make migrate` runs
     assert run(project, "-m", "app.taskflow.migrations", "check", older).returncode == 0
+
+    # A table of the team's own: the service's history, beside taskflow's.
+    (project / "app/widgets.py").write_text(WIDGETS, encoding="utf-8")
+    with (project / "app/main.py").open("a", encoding="utf-8") as main:
+        main.write("\nimport app.widgets  # noqa: E402, F401\n")
+    generated = run(project, "-m", "alembic", "revision", "--autogenerate", "-m", "add widgets", DATABASE_URL=older)
+    assert generated.returncode == 0, generated.stderr
+    [widgets] = (project / "migrations/versions").glob("*_add_widgets.py")
+    assert '"widgets"' in widgets.read_text("utf-8")
+    assert "taskflow_" not in widgets.read_text("utf-8")
+
+    stopped = run(project, *start, DATABASE_URL=older, MIGRATE_ON_START="false")
+    assert stopped.returncode == 1
+    [line] = stopped.stderr.strip().splitlines()
+    assert line.startswith("ERROR: the service's tables are at no revision, this code needs ")
+    assert "run `make migrate`" in line
+    assert run(project, "-m", "app.schema", DATABASE_URL=older).returncode == 0
+    assert run(project, "-m", "alembic", "check", DATABASE_URL=older).returncode == 0
