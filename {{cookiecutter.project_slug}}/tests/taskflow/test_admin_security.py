@@ -150,7 +150,10 @@ async def test_login_with_a_wrong_password_is_refused(make_manager, make_app, cl
     assert after.status_code == 401
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/elsewhere", "/tasks"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "/elsewhere", "/tasks", "/tasks/../../x", "/tasks/%2e%2e/x"],
+)
 async def test_login_redirects_only_inside_the_admin(make_manager, make_app, client_for, target) -> None:
     _, app, _ = build(make_manager, make_app)
     async with client_for(app) as client:

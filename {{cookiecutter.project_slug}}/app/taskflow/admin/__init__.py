@@ -24,6 +24,7 @@ from .auth import Credentials, Principal, PrincipalDep, Role, get_admin, require
 from .filters import as_utc
 from .guards import ActorDep
 from .headers import SecurityHeaders
+from .inputs import InputGuard
 from .limits import LoginLimit, LoginThrottle, SessionRevocations, SharedTables
 from .session import SessionSigner
 from .templating import create_templates
@@ -122,7 +123,8 @@ class TaskAdmin:
         self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
         app.include_router(self.router())
-        app.add_middleware(SecurityHeaders, path=self.path)
+        app.add_middleware(InputGuard, path=self.path)
+        app.add_middleware(SecurityHeaders, path=self.path)  # added last: outermost, so on every answer
         if auto_install:
             task_manager.install(app)
         if manage_lifespan:
