@@ -57,5 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.app_name,
         manage_lifespan=False,
         pages=[pages.page],
+        include_in_schema=settings.admin_openapi,
     )
     return app
