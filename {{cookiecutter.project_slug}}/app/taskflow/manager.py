@@ -173,7 +173,7 @@ class TaskManager:
         runtime = self._require_runtime()
         options = options or NO_OPTIONS
         spec = self.registry.for_function(func)
-        plain = spec.signature.dump(spec.name, args, kwargs or {})
+        plain = spec.signature.dump(spec.name, args, kwargs or {}, max_bytes=self.config.max_argument_bytes)
         not_before = None if options.delay is None and options.eta is None else options.not_before()
         key = options.idempotency_key
         if key is not None:
