@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
-from ..metrics import Insights, MetricsSnapshot
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
+from ..metrics import Insights, MetricsSnapshot
 from ..store import TaskFilter, queries
 from ..store.writes import TASKS
 from .auth import Principal
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 SUMMARY_COLUMNS = [
     column
     for column in TASKS.c
-    if column.name
-    not in {"arguments", "traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
+    if column.name not in {"arguments", "traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
 ]
 
 
