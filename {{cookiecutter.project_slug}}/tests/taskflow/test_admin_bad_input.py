@@ -139,6 +139,15 @@ async def test_no_hostile_value_makes_any_admin_route_fail_with_5xx(make_manager
     assert not failures, "\n".join(failures[:40]) + f"\n({len(failures)} in all)"
 
 
+async def test_a_nul_in_a_multipart_form_is_a_422(make_manager, make_app, client_for) -> None:
+    _, app, _ = build(make_manager, make_app)
+    async with client_for(app) as client:
+        response = await client.post(
+            "/tasks/dashboard/retry-failed", files={"q": (None, "a\x00b"), "name": (None, "x")}, auth=ADMIN
+        )
+    assert response.status_code == 422 and "q contains a NUL character" in response.text
+
+
 @pytest.mark.parametrize(
     ("query", "message", "routes"),
     [

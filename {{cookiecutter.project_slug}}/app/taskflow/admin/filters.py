@@ -68,6 +68,12 @@ class FilterForm:
     def parse(cls, params: Mapping[str, str]) -> FilterForm:
         values = {key: (params.get(key) or "").strip() for key in ("status", "name", "since", "until", "q")}
         errors: list[str] = []
+        # The middleware stops NUL in URLs and plain form bodies; this covers multipart ones too
+        # (PostgreSQL cannot compare a string holding NUL).
+        for key, value in values.items():
+            if "\x00" in value:
+                errors.append(f"{key} contains a NUL character; remove it")
+                values[key] = value.replace("\x00", "")
         status = None
         if values["status"]:
             try:
