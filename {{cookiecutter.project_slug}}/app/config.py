@@ -5,14 +5,38 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+MIN_PASSWORD = 12
+MIN_SECRET_KEY = 32
+# The .env.example values and the usual stand-ins: never accepted as real credentials.
+PLACEHOLDER_MARKS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "your-")
+PLACEHOLDERS = {"secret", "password", "admin", "example", "test", "xxx", "none", "null"}
+MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe({size}))"'
+
+
+def secret_problem(name: str, value: SecretStr | None, minimum: int) -> str | None:
+    """Why a credential is not good enough, in one line that says how to make one (never the value)."""
+    text = value.get_secret_value() if value is not None else ""
+    how = f"make one with: {MAKE_ONE.format(size=max(18, minimum))}"
+    if not text.strip():
+        return f"{name} is missing or empty; set it in .env or the environment ({how})"
+    lowered = text.strip().lower()
+    if lowered in PLACEHOLDERS or any(mark in lowered for mark in PLACEHOLDER_MARKS):
+        return f"{name} is a placeholder, not a secret; replace it ({how})"
+    if len(text) < minimum:
+        return f"{name} is shorter than {minimum} characters; use a longer random value ({how})"
+    return None
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Error messages never repeat a value: it may be a password (or a URL holding one).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     app_name: str = "Task service"
     # SQLite file by default; PostgreSQL with postgresql+psycopg://user@host:5432/name.
@@ -31,6 +55,11 @@ class Settings(BaseSettings):
     admin_readonly_password: SecretStr | None = None
     # Show task arguments in the admin (they may hold personal data).
     admin_show_arguments: bool = False
+    # Start without ADMIN_PASSWORD / SECRET_KEY, for a local experiment: the admin is then open,
+    # and accepts actions only from this machine.
+    admin_open: bool = False
+    # List the admin's JSON API in /openapi.json and /docs (left out by default: they are public).
+    admin_openapi: bool = False
     task_concurrency: int = Field(default=32, ge=1)
     task_thread_pool: int = Field(default=16, ge=1)
     task_shutdown_timeout: float = Field(default=20.0, ge=0)
@@ -49,7 +78,7 @@ class Settings(BaseSettings):
     def _a_url_with_the_installed_driver(cls, value: str) -> str:
         try:
             make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise ValueError(
                 "DATABASE_URL is not a database URL; use sqlite:///./data/app.db (a file) or "
                 "postgresql+psycopg://user:password@host:5432/dbname"
@@ -77,12 +106,41 @@ class Settings(BaseSettings):
     def _empty_endpoint_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @model_validator(mode="after")
+    def _real_credentials(self) -> Settings:
+        problems = []
+        if not self.admin_open:
+            problems.append(secret_problem("ADMIN_PASSWORD", self.admin_password, MIN_PASSWORD))
+            problems.append(secret_problem("SECRET_KEY", self.secret_key, MIN_SECRET_KEY))
+        if self.admin_readonly_username:
+            problems.append(secret_problem("ADMIN_READONLY_PASSWORD", self.admin_readonly_password, MIN_PASSWORD))
+        found = [problem for problem in problems if problem]
+        if found and not self.admin_open:
+            found.append("(for a local experiment without login, set ADMIN_OPEN=true instead)")
+        if found:
+            raise ValueError("\n".join(found))
+        return self
+
     @field_validator("redis_url")
     @classmethod
     def _empty_redis_is_none(cls, value: str | None) -> str | None:
         return value or None
 
 
+def settings_problems(error: ValidationError) -> list[str]:
+    """One line per problem: the setting's variable name and what to do (never its value)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines += [f"ERROR: {field}: {line}" if field else f"ERROR: {line}" for line in message.splitlines()]
+    return lines
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or the process stops with one line per problem (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit("\n".join(settings_problems(error))) from None

@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.app_name,
         manage_lifespan=False,
         pages=[pages.page],
+        include_in_schema=settings.admin_openapi,
     )
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so the admin's routes have an id too
     return app

@@ -53,7 +53,7 @@ def settings(database_url: str) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
-        secret_key="test-secret-key",
+        secret_key="test-secret-key-long-enough-for-the-check",
         admin_username="admin",
         admin_password="admin-password",
         admin_readonly_username="viewer",

@@ -52,7 +52,7 @@ def test_the_service_deletes_tasks_that_finished_before_its_retention_period(tmp
         "DATABASE_URL": f"sqlite:///{database}",
         "REDIS_URL": "",
         "ADMIN_PASSWORD": "admin-password",
-        "SECRET_KEY": "retention-test-secret",
+        "SECRET_KEY": "retention-test-secret-long-enough-for-the-check",
         "TASK_KEEP_FINISHED_DAYS": "2",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]

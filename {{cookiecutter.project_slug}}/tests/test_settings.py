@@ -10,6 +10,13 @@ from app.main import create_app
 from app.tasks import task_manager
 
 
+@pytest.fixture(autouse=True)
+def real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from the environment need them (see test_startup_checks.py)."""
+    monkeypatch.setenv("ADMIN_PASSWORD", "a-long-admin-password")
+    monkeypatch.setenv("SECRET_KEY", "a-secret-key-that-is-long-enough-for-the-check")
+
+
 def test_keep_finished_days_reach_the_task_manager_in_seconds(settings: Settings) -> None:
     try:
         create_app(settings.model_copy(update={"task_keep_finished_days": 2.5}))

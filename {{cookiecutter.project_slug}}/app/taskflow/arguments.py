@@ -4,6 +4,10 @@ On enqueue, every argument is turned into plain JSON values (pydantic models are
 rejected with a TypeError naming it. When the task runs (first time or after a restart) the
 stored values are validated against the function's type hints, so a `datetime`, `UUID`,
 `Decimal` or pydantic model arrives as its own type. Nothing is ever stored as a `repr`.
+
+Each argument is bounded (`max_argument_bytes`, 64 KB by default, as JSON): a task row is read
+by workers and shown by the admin, so a large payload belongs in a file or table of its own,
+with its id as the argument.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 logger = logging.getLogger("taskflow.arguments")
 
 JSONArguments = dict[str, Any]  # {"args": [...], "kwargs": {...}}
+
+DEFAULT_MAX_ARGUMENT_BYTES = 64 * 1024
 
 # The arguments of every call without any: one shared value, read and never changed (a fresh
 # dict and list per task were three more objects for the garbage collector to walk).
@@ -45,6 +51,26 @@ def _jsonable(value: Any, where: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise ArgumentError(f"{where} cannot be stored as JSON: {exc}") from exc
     return plain
+
+
+def _bounded(value: Any, where: str, limit: int) -> Any:
+    plain = _jsonable(value, where)
+    _check_size(plain, where, limit)
+    return plain
+
+
+def _check_size(plain: Any, where: str, limit: int) -> None:
+    """Refuse an argument whose JSON is over `limit` bytes (numbers and short text are not measured)."""
+    if plain is None or isinstance(plain, bool | int | float):
+        return
+    if isinstance(plain, str) and len(plain) * 6 + 2 <= limit:
+        return  # even if every character were escaped as \uXXXX it would fit
+    size = len(_ENCODER.encode(plain).encode("utf-8"))
+    if size > limit:
+        raise ArgumentError(
+            f"{where} is {size} bytes as JSON, over the limit of {limit} bytes (max_argument_bytes): "
+            "store large data elsewhere (a file, a table) and pass its id"
+        )
 
 
 @dataclass(frozen=True)
@@ -82,8 +108,16 @@ class Signature:
             adapters[name] = TypeAdapter(hint)
         return cls(signature, adapters)
 
-    def dump(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JSONArguments:
-        """Check that the call fits the function and turn every argument into JSON values."""
+    def dump(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        max_bytes: int = DEFAULT_MAX_ARGUMENT_BYTES,
+    ) -> JSONArguments:
+        """Check that the call fits the function and turn every argument into JSON values,
+        each at most `max_bytes` as JSON."""
         if not args and not kwargs and self.takes_no_arguments:
             return NO_ARGUMENTS
         if self.signature is not None:
@@ -97,8 +131,10 @@ class Signature:
         plain_args = []
         for index, value in enumerate(args):
             label = names[index] if index < len(names) else f"#{index}"
-            plain_args.append(_jsonable(value, f"argument {label!r} of task {name!r}"))
-        plain_kwargs = {key: _jsonable(value, f"argument {key!r} of task {name!r}") for key, value in kwargs.items()}
+            plain_args.append(_bounded(value, f"argument {label!r} of task {name!r}", max_bytes))
+        plain_kwargs = {
+            key: _bounded(value, f"argument {key!r} of task {name!r}", max_bytes) for key, value in kwargs.items()
+        }
         return {"args": plain_args, "kwargs": plain_kwargs}
 
     def load(self, name: str, stored: JSONArguments) -> tuple[list[Any], dict[str, Any]]:

@@ -33,6 +33,8 @@ class TaskflowConfig:
     # Apply taskflow's pending migrations when the store opens (once across processes). False:
     # the start stops with one line naming `make migrate` unless the database is current.
     migrate_on_start: bool = True
+    # Largest JSON size of one task argument; add_task refuses bigger ones with a TypeError.
+    max_argument_bytes: int = 64 * 1024
     # Carry live events between instances (optional).
     redis_url: str | None = None
     redis_channel: str = "taskflow:events"
@@ -51,6 +53,8 @@ class TaskflowConfig:
             problems.append(
                 f"keep_finished must be > 0 seconds (or None to keep every task), got {self.keep_finished!r}"
             )
+        if self.max_argument_bytes < 1:
+            problems.append(f"max_argument_bytes must be >= 1, got {self.max_argument_bytes!r}")
         if self.poll_interval <= 0:
             problems.append(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
         if problems:

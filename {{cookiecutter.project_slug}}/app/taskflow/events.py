@@ -5,6 +5,10 @@ events from other instances are received from it, so a dashboard on one instance
 that run on another. Subscribers get bounded queues that drop on overflow: an event is a
 hint to refresh a row, and the database stays the source of truth. Drops are counted per
 subscriber (so a subscriber knows it must re-read) and in total (for the Prometheus metrics).
+
+Events from Redis are untrusted input (anyone who can publish on the channel can send them):
+each is validated and capped like a local one, and a malformed one is dropped, counted and
+logged, never delivered, so it cannot end a dashboard's stream.
 """
 
 from __future__ import annotations
@@ -13,13 +17,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from ._loops import call_in_loop
+from .models import TaskStatus
 
 logger = logging.getLogger("taskflow.events")
+
+MAX_PROGRESS_MESSAGE = 500  # the cap TaskContext.progress() applies to local events
+MAX_REMOTE_PAYLOAD = 16 * 1024  # a valid event is well under 1 KB; bigger ones are not parsed
+STATUSES = frozenset(status.value for status in TaskStatus)
+
+
+class MalformedEvent(ValueError):
+    """An event from Redis that is not a valid TaskEvent (the message says what is wrong)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +50,50 @@ class TaskEvent:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskEvent:
-        data: dict[str, Any] = json.loads(text)
-        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        """Parse and validate an event; raises MalformedEvent saying what is wrong."""
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError) as error:
+            raise MalformedEvent(f"not JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise MalformedEvent(f"not a JSON object but {type(data).__name__}")
+        return cls(
+            task_id=_text(data, "task_id", 36, required=True),
+            name=_text(data, "name", 200, required=True),
+            status=_status(data.get("status")),
+            progress_done=_number(data, "progress_done"),
+            progress_total=_number(data, "progress_total"),
+            # Capped like a local progress message, not refused: the rest of the event is good.
+            progress_message=_text(data, "progress_message", None, required=False, cap=MAX_PROGRESS_MESSAGE),
+        )
+
+
+def _text(data: dict[str, Any], key: str, limit: int | None, *, required: bool, cap: int | None = None) -> Any:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise MalformedEvent(f"{key} must be a non-empty string" if required else f"{key} must be a string")
+    if limit is not None and len(value) > limit:
+        raise MalformedEvent(f"{key} is longer than {limit} characters")
+    if "\x00" in value:
+        raise MalformedEvent(f"{key} contains a NUL character")
+    return value[:cap] if cap is not None else value
+
+
+def _status(value: Any) -> str:
+    if value not in STATUSES:
+        raise MalformedEvent(f"status must be one of {', '.join(sorted(STATUSES))}")
+    return str(value)
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MalformedEvent(f"{key} must be a finite number")
+    return float(value)
 
 
 class EventBus:
@@ -48,6 +104,8 @@ class EventBus:
         # Each subscriber's queue and how many events it dropped because it was full.
         self._subscribers: dict[asyncio.Queue[TaskEvent], int] = {}
         self.dropped_total = 0
+        # Events from Redis that were malformed and dropped (see RedisBridge).
+        self.rejected_total = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: RedisBridge | None = None
 
@@ -146,15 +204,36 @@ class RedisBridge:
                 logger.warning("taskflow: could not publish a task event to Redis", exc_info=True)
                 await asyncio.sleep(1.0)
 
+    def _parse(self, payload: Any) -> TaskEvent | None:
+        """The event another instance sent, or None (ours, or malformed: then dropped, counted, logged)."""
+        try:
+            if not isinstance(payload, bytes | str):
+                raise MalformedEvent(f"payload is {type(payload).__name__}, not text")
+            if len(payload) > MAX_REMOTE_PAYLOAD:
+                raise MalformedEvent(f"payload is larger than {MAX_REMOTE_PAYLOAD} bytes")
+            try:
+                envelope = json.loads(payload)
+            except (ValueError, TypeError) as error:
+                raise MalformedEvent(f"not JSON ({error})") from None
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), str):
+                raise MalformedEvent('not an {"origin": ..., "event": "..."} envelope')
+            if envelope.get("origin") == self._origin:
+                return None
+            return TaskEvent.from_json(envelope["event"])
+        except MalformedEvent as error:
+            self._bus.rejected_total += 1
+            logger.warning("taskflow: dropped a malformed task event from Redis channel %s: %s", self._channel, error)
+            return None
+
     async def _listen(self, pubsub: Any) -> None:
         while True:
             try:
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    data = json.loads(message["data"])
-                    if data.get("origin") != self._origin:
-                        self._bus.deliver_remote(TaskEvent.from_json(data["event"]))
+                    event = self._parse(message.get("data"))
+                    if event is not None:
+                        self._bus.deliver_remote(event)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

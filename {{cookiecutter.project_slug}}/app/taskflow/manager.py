@@ -212,7 +212,7 @@ class TaskManager:
                 "a task recorded for later is found again by its registered name, so declare the function "
                 "with @task_manager.task, or start the manager first (`async with task_manager.lifespan():`)"
             )
-        plain = spec.signature.dump(spec.name, args, kwargs or {})
+        plain = spec.signature.dump(spec.name, args, kwargs or {}, max_bytes=self.config.max_argument_bytes)
         not_before = None if options.delay is None and options.eta is None else options.not_before()
         key = options.idempotency_key
         if key is not None:

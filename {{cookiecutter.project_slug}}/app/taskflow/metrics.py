@@ -207,6 +207,11 @@ class TaskflowCollector(Collector):
                 "Live task events dropped because a subscriber (a dashboard's stream) fell behind.",
                 value=self._events.dropped_total,
             )
+            yield CounterMetricFamily(
+                "taskflow_remote_events_rejected",
+                "Task events from Redis dropped because they were malformed.",
+                value=self._events.rejected_total,
+            )
 
 
 def prometheus_registry(

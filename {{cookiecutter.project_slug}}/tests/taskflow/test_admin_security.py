@@ -150,7 +150,10 @@ async def test_login_with_a_wrong_password_is_refused(make_manager, make_app, cl
     assert after.status_code == 401
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/elsewhere", "/tasks"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "/elsewhere", "/tasks", "/tasks/../../x", "/tasks/%2e%2e/x"],
+)
 async def test_login_redirects_only_inside_the_admin(make_manager, make_app, client_for, target) -> None:
     _, app, _ = build(make_manager, make_app)
     async with client_for(app) as client:
@@ -276,7 +279,8 @@ async def test_session_posts_need_the_csrf_token(make_manager, make_app, client_
 
 
 async def test_open_admin_works_without_credentials(make_manager, make_app, client_for) -> None:
-    manager, app, tasks = build(make_manager, make_app, credentials=False)
+    # The test client's Host is "testserver": listed, as a service reached under that name would.
+    manager, app, tasks = build(make_manager, make_app, credentials=False, allowed_hosts=["testserver"])
     async with client_for(app) as client:
         task_id = await failed_task(manager, tasks)
         listed = await client.get("/tasks")

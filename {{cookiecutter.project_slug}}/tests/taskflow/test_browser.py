@@ -62,7 +62,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         "REDIS_URL": "",
         "ADMIN_USERNAME": USER,
         "ADMIN_PASSWORD": PASSWORD,
-        "SECRET_KEY": "browser-test-secret",
+        "SECRET_KEY": "browser-test-secret-long-enough-for-the-check",
         "TASK_SHUTDOWN_TIMEOUT": "5",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]

@@ -22,8 +22,9 @@ from ..metrics import prometheus_registry
 from ..store import TaskFilter
 from .auth import Credentials, Principal, PrincipalDep, Role, get_admin, require_principal
 from .filters import as_utc
-from .guards import ActorDep
+from .guards import ActorDep, OpenAdminHosts
 from .headers import SecurityHeaders
+from .inputs import InputGuard
 from .limits import LoginLimit, LoginThrottle, SessionRevocations, SharedTables
 from .session import SessionSigner
 from .templating import create_templates
@@ -64,7 +65,10 @@ class TaskAdmin:
     """`TaskAdmin(app, task_manager, path="/tasks", auto_install=False, display_func_args=False)`.
 
     Give `username` and `password` (and optionally a read-only pair) to require credentials;
-    without them the admin stays open, as in the reference library, and a warning is logged.
+    without them the admin stays open, as in the reference library, and a warning is logged,
+    but it accepts actions (retry, cancel) only from this machine unless `allowed_hosts` lists
+    the Host names to accept them for. The admin routes are not in the OpenAPI schema unless
+    `include_in_schema=True`.
     """
 
     def __init__(
@@ -88,6 +92,8 @@ class TaskAdmin:
         metrics_ttl: float = 2.0,
         session_max_age: int = 12 * 3600,
         login_limit: LoginLimit | None = None,
+        allowed_hosts: Sequence[str] | None = None,
+        include_in_schema: bool = False,
     ) -> None:
         from .. import __version__
         from .service import AdminService
@@ -114,6 +120,10 @@ class TaskAdmin:
         self.revocations = SessionRevocations(shared)
         # Origins (scheme://host[:port]) besides the request's own host allowed to send mutations.
         self.trusted_origins = frozenset(origin.rstrip("/") for origin in trusted_origins)
+        # Without credentials, actions are accepted only for these Host names (and, by default, only
+        # from a loopback client): a DNS-rebinding page or another machine cannot act.
+        self.allowed_hosts = OpenAdminHosts.build(allowed_hosts)
+        self.include_in_schema = include_in_schema
         self.pages = tuple(pages)
         self.nav = [(page.label, page.endpoint) for page in self.pages]
         self.service = AdminService(task_manager, count_cap=count_cap, metrics_ttl=metrics_ttl)
@@ -123,8 +133,10 @@ class TaskAdmin:
         templates = create_templates([page.templates for page in self.pages if page.templates is not None])
         self.renderer = Renderer(self, templates)
         app.state.taskflow_admin = self
-        app.include_router(self.router())
-        app.add_middleware(SecurityHeaders, path=self.path)
+        # Left out of the public /openapi.json unless asked for: it would map the admin for anyone.
+        app.include_router(self.router(), include_in_schema=include_in_schema)
+        app.add_middleware(InputGuard, path=self.path)
+        app.add_middleware(SecurityHeaders, path=self.path)  # added last: outermost, so on every answer
         if auto_install:
             task_manager.install(app)
         if manage_lifespan:
@@ -153,13 +165,15 @@ class TaskAdmin:
             return
         inner = app.router.lifespan_context
         path = self.path
+        allowed = self.allowed_hosts.describe()
 
         @asynccontextmanager
         async def lifespan(app_: Any) -> AsyncIterator[Any]:
             logger.warning(
                 "taskflow: the admin at %s has NO credentials: anyone who can reach this service can read "
-                "and control its tasks. Pass username= and password= to TaskAdmin.",
+                "its tasks (actions only from %s). Pass username= and password= to TaskAdmin.",
                 path,
+                allowed,
             )
             async with inner(app_) as state:
                 yield state

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 
 from ..models import TaskStatus
 from ..store import TaskFilter
@@ -16,10 +16,25 @@ MAX_TEXT = 200
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """Query times as aware UTC, like the stored ones (a naive time is taken as UTC)."""
+    """Query times as aware UTC, like the stored ones (a naive time is taken as UTC).
+
+    Raises ValueError for a time that has no UTC equivalent (year 1 east of UTC, year 9999 west).
+    """
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
+
+
+def _query_time(name: str, value: datetime | None) -> datetime | None:
+    try:
+        return as_utc(value)
+    except ValueError as error:
+        raise HTTPException(
+            status_code=422, detail=f"{name}: {error}; use a time between years 1 and 9999 in UTC"
+        ) from None
 
 
 def api_filter(
@@ -32,7 +47,13 @@ def api_filter(
     q: Annotated[str | None, Query(max_length=MAX_TEXT, description="text in the id, name or error")] = None,
 ) -> TaskFilter:
     """Dependency for the JSON API: FastAPI answers 422 with a message for a bad value."""
-    return TaskFilter(status=status, name=name or None, since=as_utc(since), until=as_utc(until), text=q or None)
+    return TaskFilter(
+        status=status,
+        name=name or None,
+        since=_query_time("since", since),
+        until=_query_time("until", until),
+        text=q or None,
+    )
 
 
 @dataclass
@@ -47,6 +68,12 @@ class FilterForm:
     def parse(cls, params: Mapping[str, str]) -> FilterForm:
         values = {key: (params.get(key) or "").strip() for key in ("status", "name", "since", "until", "q")}
         errors: list[str] = []
+        # The middleware stops NUL in URLs and plain form bodies; this covers multipart ones too
+        # (PostgreSQL cannot compare a string holding NUL).
+        for key, value in values.items():
+            if "\x00" in value:
+                errors.append(f"{key} contains a NUL character; remove it")
+                values[key] = value.replace("\x00", "")
         status = None
         if values["status"]:
             try:
@@ -58,9 +85,14 @@ class FilterForm:
             times[key] = None
             if values[key]:
                 try:
-                    times[key] = as_utc(datetime.fromisoformat(values[key]))
+                    parsed = datetime.fromisoformat(values[key])
                 except ValueError:
-                    errors.append(f"{key} must be a date and time like 2025-01-31T13:45, got {values[key]!r}")
+                    errors.append(f"{key} must be a date and time like 2025-01-31T13:45, got {values[key][:40]!r}")
+                    continue
+                try:
+                    times[key] = as_utc(parsed)
+                except ValueError as error:
+                    errors.append(f"{key}: {error}; use a time between years 1 and 9999 in UTC")
         for key in ("name", "q"):
             if len(values[key]) > MAX_TEXT:
                 errors.append(f"{key} is longer than {MAX_TEXT} characters")

@@ -8,7 +8,10 @@ header); API clients that authenticate with Basic credentials and no cookie don'
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -59,10 +62,53 @@ async def check_csrf(request: Request, principal: Principal) -> None:
             raise _forbidden("missing or invalid CSRF token; reload the page and try again")
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class OpenAdminHosts:
+    """Where an admin without credentials accepts actions from."""
+
+    names: frozenset[str]
+    loopback_clients_only: bool
+
+    @classmethod
+    def build(cls, allowed_hosts: Sequence[str] | None) -> OpenAdminHosts:
+        if allowed_hosts is None:
+            return cls(LOOPBACK_NAMES, loopback_clients_only=True)
+        return cls(frozenset(host.lower().strip("[]") for host in allowed_hosts), loopback_clients_only=False)
+
+    def describe(self) -> str:
+        if self.loopback_clients_only:
+            return "this machine"
+        return "any host" if "*" in self.names else "hosts " + ", ".join(sorted(self.names))
+
+    def refusal(self, request: Request) -> str | None:
+        host = (urlsplit("//" + request.headers.get("host", "")).hostname or "").lower()
+        client = request.client.host if request.client else ""
+        if "*" not in self.names and host not in self.names:
+            return f"the admin has no credentials, so it accepts actions only for {self.describe()}, not Host {host!r}"
+        if self.loopback_clients_only and not _is_loopback(client):
+            return f"the admin has no credentials, so it accepts actions only from this machine, not {client!r}"
+        return None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 async def require_actor(request: Request, principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
     """Dependency of every mutating route (403 on failure)."""
     if not principal.can_act:
         raise _forbidden(f"user {principal.username!r} is read-only")
+    admin = get_admin(request)
+    if admin.credentials.open:
+        refusal = admin.allowed_hosts.refusal(request)
+        if refusal is not None:
+            raise _forbidden(f"{refusal}; configure username= and password=, or TaskAdmin(allowed_hosts=[...])")
     await check_csrf(request, principal)
     return principal
 

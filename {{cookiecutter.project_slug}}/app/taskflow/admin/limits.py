@@ -169,6 +169,8 @@ class SessionRevocations:
         self._local: set[str] = set()  # this instance knows its own logouts without asking
 
     async def revoke(self, session_id: str, *, max_age: float) -> None:
+        if len(self._local) >= 10_000:
+            self._local.clear()  # only a shortcut: the table stays the authority
         self._local.add(session_id)
         now = time.time()
         key = _digest("session", session_id)

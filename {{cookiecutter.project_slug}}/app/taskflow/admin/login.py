@@ -20,8 +20,17 @@ router = APIRouter()  # logout: behind the auth dependency like everything else
 
 def _safe_next(request: Request, target: str | None) -> str:
     admin = get_admin(request)
-    # Only paths inside the admin: no open redirect to another site ("//evil", "https://...").
-    if target and target.startswith(admin.path + "/") and not target.startswith("//") and "\\" not in target:
+    # Only paths inside the admin: no open redirect to another site ("//evil", "https://...") and no
+    # dot segments, which the browser would resolve to a path outside the admin ("/tasks/../x").
+    path = (target or "").split("?", 1)[0]
+    segments = path.lower().split("/")
+    if (
+        target
+        and target.startswith(admin.path + "/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(segment in {".", ".."} or "%2e" in segment or "%2f" in segment for segment in segments)
+    ):
         return target
     return str(request.url_for("taskflow_dashboard").path)
 

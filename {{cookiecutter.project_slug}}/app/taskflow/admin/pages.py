@@ -32,6 +32,12 @@ def render(
     return get_admin(request).renderer.render(request, template, context, principal=principal, status_code=status_code)
 
 
+def _status(context: dict[str, Any]) -> int:
+    """422 when the filter form had bad values (the page still shows, with the messages)."""
+    form = context.get("form")
+    return 422 if isinstance(form, FilterForm) and form.errors else 200
+
+
 def page_and_partial(path: str, page_name: str, builder: Builder, page: str, partial: tuple[str, str] | None) -> None:
     """Register `GET path` (the page) and, if given, its fragment route on one context builder.
 
@@ -39,7 +45,8 @@ def page_and_partial(path: str, page_name: str, builder: Builder, page: str, par
     """
 
     async def page_route(request: Request, principal: PrincipalDep, service: ServiceDep) -> HTMLResponse:
-        return render(request, principal, page, await builder(request, service))
+        context = await builder(request, service)
+        return render(request, principal, page, context, status_code=_status(context))
 
     router.add_api_route(path, page_route, methods=["GET"], name=page_name)
     if partial is not None:
@@ -47,7 +54,7 @@ def page_and_partial(path: str, page_name: str, builder: Builder, page: str, par
 
         async def partial_route(request: Request, principal: PrincipalDep, service: ServiceDep) -> HTMLResponse:
             context = await builder(request, service)
-            response = render(request, principal, template, context)
+            response = render(request, principal, template, context, status_code=_status(context))
             if "page_url" in context:
                 # The address bar shows the page (reloadable), never the fragment; replace, not push:
                 # a live resync fetches this fragment too and must not add history entries.

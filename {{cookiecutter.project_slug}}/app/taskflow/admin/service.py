@@ -10,13 +10,43 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
 from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
 from ..metrics import Insights, MetricsSnapshot
 from ..store import TaskFilter, queries
+from ..store.writes import TASKS
 from .auth import Principal
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
+
+
+# What a list row, a fragment and the event stream show: never the big, caller-controlled text
+# columns (arguments, result, traceback; attempt logs live in another table), so a page costs
+# the same whatever the tasks were given or returned. The task page reads the whole row.
+SUMMARY_COLUMNS = [
+    column
+    for column in TASKS.c
+    if column.name not in {"arguments", "traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
+]
+
+
+def list_summaries(connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int) -> list[Any]:
+    """queries.list_tasks' page, in the same order, with the summary columns only."""
+    statement = (
+        select(*SUMMARY_COLUMNS)
+        .where(*task_filter.clauses())
+        .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(connection.execute(statement))
+
+
+def summaries_of(connection: Connection, task_ids: list[str]) -> list[Any]:
+    return list(connection.execute(select(*SUMMARY_COLUMNS).where(TASKS.c.id.in_(task_ids))))
 
 
 class ActionRefused(Exception):
@@ -93,7 +123,7 @@ class AdminService:
     async def list_page(self, task_filter: TaskFilter, *, limit: int, offset: int, count: bool = True) -> Page:
         def read(connection: Any) -> Page:
             # N+1 rows tell whether there is a next page without counting.
-            rows = queries.list_tasks(connection, task_filter, limit=limit + 1, offset=offset)
+            rows = list_summaries(connection, task_filter, limit=limit + 1, offset=offset)
             has_more = len(rows) > limit
             total, exact = -1, True
             if count:
@@ -126,7 +156,7 @@ class AdminService:
         return view
 
     async def rows(self, task_ids: list[str]) -> list[Any]:
-        return await asyncio.to_thread(self.manager.store.read, lambda c: queries.get_tasks(c, task_ids))
+        return await asyncio.to_thread(self.manager.store.read, lambda c: summaries_of(c, task_ids))
 
     async def audit(
         self, *, limit: int, offset: int, task_id: str | None = None, actor: str | None = None

@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from ..events import EventBus, TaskEvent
@@ -30,7 +30,7 @@ from .api import ServiceDep
 from .auth import PrincipalDep, get_admin
 from .filters import FilterForm
 from .service import AdminService
-from .views import PAGE_SIZE
+from .views import PAGE_SIZE, page_offset
 
 WINDOW = 0.25  # seconds of events folded into one message: at most ~4 messages a second
 RETRY_MS = 3000  # how long the browser waits before reconnecting
@@ -205,15 +205,20 @@ class RowStream:
         return list(page.rows)
 
 
+def client_view(request: Request) -> View:
+    """The client's filter and page; a bad filter is a 422 before the stream starts (not an error in it)."""
+    form = FilterForm.parse(request.query_params)
+    if form.errors:
+        raise HTTPException(status_code=422, detail="; ".join(form.errors))
+    return View(task_filter=form.task_filter, offset=page_offset(request))
+
+
 @router.get("/dashboard/events", response_class=EventSourceResponse, name="taskflow_events")
-async def task_events(request: Request, principal: PrincipalDep, service: ServiceDep) -> AsyncIterator[ServerSentEvent]:
+async def task_events(
+    request: Request, principal: PrincipalDep, service: ServiceDep, view: Annotated[View, Depends(client_view)]
+) -> AsyncIterator[ServerSentEvent]:
     """Live rows of the dashboard table (query: the table's filters and offset)."""
     admin = get_admin(request)
-    form = FilterForm.parse(request.query_params)
-    try:
-        offset = max(0, int(request.query_params.get("offset", "0")))
-    except ValueError:
-        offset = 0
 
     def render(rows: list[Any], replace: bool) -> str:
         context = {"rows": rows, "mode": "body" if replace else "rows"}
@@ -224,7 +229,7 @@ async def task_events(request: Request, principal: PrincipalDep, service: Servic
         service=service,
         bus=manager.events,
         stop=manager.shutting_down,
-        view=View(task_filter=form.task_filter, offset=offset),
+        view=view,
         render=render,
         flush=manager.flush if manager.running else None,
     )

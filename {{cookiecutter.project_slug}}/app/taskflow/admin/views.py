@@ -50,16 +50,21 @@ def _pager(request: Request, routes: tuple[str, str], query: dict[str, Any], off
     )
 
 
-def _offset(request: Request) -> int:
-    try:
-        return min(1_000_000, max(0, int(request.query_params.get("offset", "0"))))
-    except ValueError:
-        return 0
+MAX_OFFSET = 1_000_000
+
+
+def page_offset(request: Request) -> int:
+    """The page's offset: a missing, bad or out-of-range value is clamped, never a database error."""
+    raw = request.query_params.get("offset", "0").strip()
+    digits = raw.isascii() and raw.isdigit()
+    if not digits or len(raw) > 7:  # longer is past MAX_OFFSET anyway
+        return MAX_OFFSET if digits else 0
+    return min(MAX_OFFSET, int(raw))
 
 
 async def dashboard_context(request: Request, service: AdminService) -> dict[str, Any]:
     form = FilterForm.parse(request.query_params)
-    offset = _offset(request)
+    offset = page_offset(request)
     page = await service.list_page(form.task_filter, limit=PAGE_SIZE, offset=offset)
     query = form.query()
     pager = _pager(request, ("taskflow_dashboard", "taskflow_partial_table"), query, offset, page.has_more)
@@ -104,7 +109,7 @@ async def task_context(request: Request, service: AdminService, task_id: str) ->
 
 
 async def audit_context(request: Request, service: AdminService) -> dict[str, Any]:
-    offset = _offset(request)
+    offset = page_offset(request)
     actor = (request.query_params.get("actor") or "").strip()[:200]
     task_id = (request.query_params.get("task_id") or "").strip()[:36]
     rows = await service.audit(limit=PAGE_SIZE + 1, offset=offset, task_id=task_id or None, actor=actor or None)
