@@ -55,7 +55,8 @@ class InputGuard:
 
 
 def _is_form(scope: Scope) -> bool:
-    for name, value in scope.get("headers", []):
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"content-type":
             return value.decode("latin-1").lower().startswith(FORM_TYPES)
     return False

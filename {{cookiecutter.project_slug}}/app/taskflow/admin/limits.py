@@ -45,11 +45,10 @@ def _digest(kind: str, value: str) -> str:
 
 
 def _upsert(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    # Each dialect has its own INSERT with ON CONFLICT.
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 class SharedTables:

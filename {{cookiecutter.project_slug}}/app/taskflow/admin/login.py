@@ -70,9 +70,9 @@ async def login(
         return response
     if principal is None:
         return _form(request, error="Wrong user name or password.", status_code=401, username=username)
-    response = RedirectResponse(_safe_next(request, next), status_code=303)
-    admin.sessions.issue(request, response, username=principal.username, password=password)
-    return response
+    redirect = RedirectResponse(_safe_next(request, next), status_code=303)
+    admin.sessions.issue(request, redirect, username=principal.username, password=password)
+    return redirect
 
 
 @router.post("/logout", name="taskflow_logout", include_in_schema=False)
