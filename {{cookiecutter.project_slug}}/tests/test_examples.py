@@ -70,3 +70,14 @@ def test_the_admin_api_requires_the_configured_credentials(client: TestClient) -
     assert client.get("/tasks").status_code == 401
     assert client.get("/tasks", auth=("admin", "wrong")).status_code == 401
     assert client.get("/tasks", auth=AUTH).status_code == 200
+
+
+def test_the_reports_page_lists_report_tasks_only(client: TestClient) -> None:
+    report_id = client.post("/reports", params={"seconds": 1}).json()["task_id"]
+    signup_id = client.post("/signup", params={"email": "someone@example.com"}).json()["task_id"]
+    wait_for_task(client, report_id, "success")
+    wait_for_task(client, signup_id, "success")
+    page = client.get("/tasks/dashboard/reports", auth=AUTH)
+    assert page.status_code == 200
+    assert f'id="report-{report_id}"' in page.text
+    assert signup_id not in page.text

@@ -124,3 +124,15 @@ def test_metrics_window_uses_the_status_index(store, status) -> None:
 def test_capped_count_stops_at_the_cap(store) -> None:
     assert store.read(lambda c: queries.count_tasks_capped(c, TaskFilter(), cap=100)) == (100, False)
     assert store.read(lambda c: queries.count_tasks_capped(c, TaskFilter(name="task_1"), cap=10_000)) == (286, True)
+
+
+def test_a_status_filter_takes_the_enum_or_its_text(store: Any) -> None:
+    by_enum = store.list(TaskFilter(status=TaskStatus.FAILED), limit=ROWS)
+    by_text = store.list(TaskFilter(status="failed"), limit=ROWS)
+    assert by_enum and [row.id for row in by_text] == [row.id for row in by_enum]
+    assert {row.status for row in by_text} == {"failed"}
+
+
+def test_an_unknown_status_filter_names_the_statuses_there_are() -> None:
+    with pytest.raises(ValueError, match="'done' is not one of pending, running, success, failed"):
+        TaskFilter(status="done")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from ..manager import TaskNotFound
 from ..metrics import prometheus_text
+from ..models import TaskStatus
 from ..store import TaskFilter
 from .auth import get_admin
 from .filters import api_filter
@@ -101,7 +102,7 @@ async def retry_failed(
     limit: Annotated[int, Query(ge=1, le=MAX_BULK, description="retry at most this many")] = 100,
 ) -> BulkRetryResult:
     """Retry failed tasks matching the filter (status is implied) that were not retried yet."""
-    if task_filter.status is not None and task_filter.status.value != "failed":
+    if task_filter.status is not None and task_filter.status != TaskStatus.FAILED:
         raise HTTPException(status_code=422, detail="retry-failed only retries failed tasks; drop the status filter")
     done, refused = await service.retry_failed(principal, task_filter, limit=limit)
     return BulkRetryResult(

@@ -29,17 +29,30 @@ LIST_COLUMNS = [
 
 @dataclass(frozen=True, kw_only=True)
 class TaskFilter:
-    status: TaskStatus | None = None
+    """Which tasks a list shows; every field left at None means "any"."""
+
+    # One status: a TaskStatus, or its value as text ("failed").
+    status: TaskStatus | str | None = None
+    # The exact task name (the registered name, e.g. "send_email").
     name: str | None = None
+    # Created at or after / before these moments (aware datetimes).
     since: datetime | None = None
     until: datetime | None = None
     # Case-insensitive text search in the id, the name and the error message.
     text: str | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.status, str) and not isinstance(self.status, TaskStatus):
+            try:
+                object.__setattr__(self, "status", TaskStatus(self.status))
+            except ValueError:
+                known = ", ".join(status.value for status in TaskStatus)
+                raise ValueError(f"TaskFilter status {self.status!r} is not one of {known}") from None
+
     def clauses(self) -> list[Any]:
         clauses: list[Any] = []
         if self.status is not None:
-            clauses.append(TASKS.c.status == self.status.value)
+            clauses.append(TASKS.c.status == TaskStatus(self.status).value)
         if self.name:
             clauses.append(TASKS.c.name == self.name)
         if self.since is not None:
