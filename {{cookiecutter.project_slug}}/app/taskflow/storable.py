@@ -62,7 +62,7 @@ def _cut(text: str, limit: TextLimit) -> str:
     keep = max(0, limit.chars - len(_mark(len(text))))
     mark = _mark(len(text) - keep)
     if limit.keep_end:
-        return (mark + text[len(text) - keep :])[-limit.chars :]
+        return (f"{mark.strip()} " + text[len(text) - keep :])[-limit.chars :]
     return (text[:keep] + mark)[: limit.chars]
 
 
