@@ -37,15 +37,18 @@ def test_license_file_holds_the_chosen_licence_with_author_and_year(
     assert not (project / "licenses").exists(), "the unchosen licence texts were not pruned"
 
 
-def test_pre_commit_runs_the_projects_own_ruff_check_and_format(bake_into: Bake, tmp_path: Path) -> None:
+def test_pre_commit_runs_the_projects_own_ruff_check_format_and_mypy(bake_into: Bake, tmp_path: Path) -> None:
     project = bake_into(tmp_path)
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
     entries = [hook["entry"] for repo in config["repos"] for hook in repo["hooks"]]
     assert any(entry.startswith(".venv/bin/ruff check") for entry in entries), entries
     assert any(entry.startswith(".venv/bin/ruff format") for entry in entries), entries
-    # The same ruff that `make test` runs, so the hook and CI never disagree.
+    assert ".venv/bin/mypy" in entries, entries
+    # The same ruff and mypy that `make test` runs, so the hook and CI never disagree.
     lint = subprocess.run(["make", "-n", "lint"], cwd=project, capture_output=True, text=True, check=True)
     assert ".venv/bin/ruff check ." in lint.stdout.splitlines()
+    typecheck = subprocess.run(["make", "-n", "typecheck"], cwd=project, capture_output=True, text=True, check=True)
+    assert ".venv/bin/mypy" in typecheck.stdout.splitlines()
 
 
 def test_pytest_reports_why_each_test_skipped(bake_into: Bake, tmp_path: Path) -> None:
