@@ -61,8 +61,17 @@ async def noop() -> None:
     return None
 
 
-def plain_app() -> FastAPI:
+def plain_app(*, sync_route: bool = False) -> FastAPI:
     app = FastAPI()
+
+    if sync_route:
+
+        @app.post("/work")
+        def work_in_thread(background_tasks: BackgroundTasks) -> dict[str, str]:
+            background_tasks.add_task(noop)
+            return {"task_id": "-"}
+
+        return app
 
     @app.post("/work")
     async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
@@ -251,10 +260,11 @@ async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave:
         for manager, app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
             await timed_managed(manager, app, 200, args.concurrency)  # warm up every path
-        await timed_plain(200, args.concurrency)
+        plain = plain_app(sync_route=args.sync_routes)  # a `def` route too with --sync-routes: same thread hop
+        await timed_plain(200, args.concurrency, plain)
         for round_number in range(args.rounds):
             started = time.process_time()
-            rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency, plain, interleave))
             cpu["plain"].append((time.process_time() - started) / args.requests)
             shift = round_number % len(PATTERNS)
             for pattern in PATTERNS[shift:] + PATTERNS[:shift]:
