@@ -8,6 +8,7 @@
     python -m bench.throughput_bench --drain-only   # only the drain of 10,000 queued tasks
     python -m bench.throughput_bench --patterns     # each way of getting ManagedBackgroundTasks
     python -m bench.throughput_bench --patterns --sync-routes   # the same with `def` routes
+    python -m bench.throughput_bench --patterns --only "native annotation" "Depends(get_tasks)"
 
 Both apps are driven in one process through httpx.ASGITransport, alternating rounds so
 machine noise hits both alike.
@@ -61,8 +62,17 @@ async def noop() -> None:
     return None
 
 
-def plain_app() -> FastAPI:
+def plain_app(*, sync_route: bool = False) -> FastAPI:
     app = FastAPI()
+
+    if sync_route:
+
+        @app.post("/work")
+        def work_in_thread(background_tasks: BackgroundTasks) -> dict[str, str]:
+            background_tasks.add_task(noop)
+            return {"task_id": "-"}
+
+        return app
 
     @app.post("/work")
     async def work(background_tasks: BackgroundTasks) -> dict[str, str]:
@@ -237,12 +247,13 @@ async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave:
 
     Each pattern has its own manager and SQLite file, so the tables grow alike for all of them.
     """
+    patterns = tuple(args.only or PATTERNS)
     apps: dict[str, tuple[TaskManager, FastAPI]] = {}
-    for number, pattern in enumerate(PATTERNS):
+    for number, pattern in enumerate(patterns):
         manager = TaskManager(database_url=f"sqlite:///{folder / f'pattern-{number}-{interleave}.db'}")
         task = manager.task(name="noop")(noop)
         apps[pattern] = (manager, pattern_app(manager, task, pattern, sync_routes=args.sync_routes))
-    names = ("plain", *PATTERNS)
+    names = ("plain", *patterns)
     rates: dict[str, list[float]] = {name: [] for name in names}
     # CPU time of this process (every thread) per request: less moved by other processes on a
     # shared machine than the wall clock, which a busy neighbour slows for whichever app runs.
@@ -251,13 +262,14 @@ async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave:
         for manager, app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
             await timed_managed(manager, app, 200, args.concurrency)  # warm up every path
-        await timed_plain(200, args.concurrency)
+        plain = plain_app(sync_route=args.sync_routes)  # a `def` route too with --sync-routes: same thread hop
+        await timed_plain(200, args.concurrency, plain)
         for round_number in range(args.rounds):
             started = time.process_time()
-            rates["plain"].append(await timed_plain(args.requests, args.concurrency, interleave=interleave))
+            rates["plain"].append(await timed_plain(args.requests, args.concurrency, plain, interleave))
             cpu["plain"].append((time.process_time() - started) / args.requests)
-            shift = round_number % len(PATTERNS)
-            for pattern in PATTERNS[shift:] + PATTERNS[:shift]:
+            shift = round_number % len(patterns)
+            for pattern in patterns[shift:] + patterns[:shift]:
                 manager, app = apps[pattern]
                 started = time.process_time()
                 rate = await timed_managed(manager, app, args.requests, args.concurrency, interleave)
@@ -277,8 +289,8 @@ async def pattern_throughput(args: argparse.Namespace, folder: Path, interleave:
             f"  {name:<26} {rate_of[name]:8.0f} req/s | ratio {rate_of[name] / rate_of['plain']:.2f} | "
             f"CPU {cpu_of[name] * 1e6:6.0f} us/request"
         )
-    slowest = min(rate_of[pattern] for pattern in PATTERNS) / max(rate_of[pattern] for pattern in PATTERNS)
-    cheapest = min(cpu_of[pattern] for pattern in PATTERNS) / max(cpu_of[pattern] for pattern in PATTERNS)
+    slowest = min(rate_of[pattern] for pattern in patterns) / max(rate_of[pattern] for pattern in patterns)
+    cheapest = min(cpu_of[pattern] for pattern in patterns) / max(cpu_of[pattern] for pattern in patterns)
     print(f"  patterns: slowest / fastest req/s {slowest:.3f} | cheapest / dearest CPU {cheapest:.3f}")
 
 
@@ -439,6 +451,9 @@ async def main() -> None:
     parser.add_argument("--drain-only", action="store_true", help="only the drain of --drain queued tasks")
     parser.add_argument("--patterns", action="store_true", help="only the injection patterns beside plain")
     parser.add_argument("--sync-routes", action="store_true", help="--patterns with `def` routes (thread pool)")
+    parser.add_argument(
+        "--only", nargs="+", choices=PATTERNS, help="--patterns with these patterns only (fewer apps per round)"
+    )
     parser.add_argument(
         "--compare-intake",
         action="store_true",
