@@ -84,6 +84,9 @@ def configure_logging(level: str = "INFO", log_format: str = "text", stream: Tex
         previous.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Alembic narrates every migration check at INFO ("Context impl SQLiteImpl."): at start that
+    # would bury the one line a database behind the code stops with. LOG_LEVEL=DEBUG shows it.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
     for name in _UVICORN_LOGGERS:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()

@@ -103,6 +103,7 @@ def test_text_lines_end_with_the_request_and_task_they_belong_to() -> None:
 
 
 def test_log_settings_take_any_case_and_refuse_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_OPEN", "true")  # no credentials needed to read the log settings
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("LOG_FORMAT", "JSON")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]

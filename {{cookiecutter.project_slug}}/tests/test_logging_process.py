@@ -40,7 +40,7 @@ class Service:
             "DATABASE_URL": database_url,
             "REDIS_URL": "",
             "ADMIN_PASSWORD": AUTH[1],
-            "SECRET_KEY": "logging-test-secret",
+            "SECRET_KEY": "logging-test-secret-long-enough-for-the-check",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
             "TASK_SHUTDOWN_TIMEOUT": "1",

@@ -37,12 +37,17 @@ class TaskSpec:
         options: dict[str, object] = {name: getattr(self.options, name) for name in option_names() if name != "name"}
         for exceptions in ("retry_on", "give_up_on"):
             options[exceptions] = [t.__name__ for t in getattr(self.options, exceptions)]
+        options["on_failure"] = None if self.options.on_failure is None else qualified_name(self.options.on_failure)
         return {
             "name": self.name,
-            "function": f"{getattr(self.func, '__module__', '?')}.{getattr(self.func, '__qualname__', '?')}",
+            "function": qualified_name(self.func),
             "is_async": self.is_async,
             **options,
         }
+
+
+def qualified_name(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
 
 
 def is_async_callable(obj: Any) -> bool:
