@@ -13,7 +13,7 @@ from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
 from .registry import TaskSpec
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CancelOutcome",
