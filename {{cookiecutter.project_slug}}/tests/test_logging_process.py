@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,3 +128,50 @@ def test_json_stderr_has_a_tasks_own_line_a_take_over_after_kill_9_and_a_release
     assert len(app.having("took over")) == 1
     loggers = {entry["logger"] for entry in app.entries()}
     assert {"uvicorn.error", "uvicorn.access"} <= loggers  # uvicorn's own lines are JSON too
+
+
+# SQL the test runs on the service's database while it serves. A success whose result mentions
+# "forbidden" is refused (its texts are then left out); while `outage` holds a row every write to
+# the task table fails as a locked or unreachable database fails it (OperationalError).
+REFUSE_FORBIDDEN_RESULTS = (
+    "CREATE TRIGGER refuse_forbidden BEFORE UPDATE ON taskflow_tasks WHEN NEW.result LIKE '%forbidden%' "
+    "BEGIN SELECT RAISE(ABORT, 'the test refuses this result'); END;"
+    "CREATE TRIGGER refuse_forbidden_insert BEFORE INSERT ON taskflow_tasks WHEN NEW.result LIKE '%forbidden%' "
+    "BEGIN SELECT RAISE(ABORT, 'the test refuses this result'); END;"
+)
+OUTAGE = "CREATE TABLE outage (since INTEGER);" + "".join(
+    f"CREATE TRIGGER outage_{event} BEFORE {event} ON taskflow_tasks WHEN EXISTS (SELECT 1 FROM outage) "
+    "BEGIN SELECT json('the database is away'); END;"
+    for event in ("INSERT", "UPDATE")
+)
+
+
+def run_sql(database: Path, script: str) -> None:
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        connection.executescript(script)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def test_json_stderr_has_a_refused_write_and_the_retries_of_an_unreachable_database(tmp_path: Path) -> None:
+    with service(tmp_path) as app:
+        app.start()
+        database = tmp_path / "app.db"
+        run_sql(database, REFUSE_FORBIDDEN_RESULTS + OUTAGE)
+
+        refused_id = httpx.post(f"{app.url}/signup", params={"email": "forbidden@example.com"}, timeout=10).json()[
+            "task_id"
+        ]
+        wait_until(lambda: app.task_status(refused_id) == "success", timeout=30, what="the refused task recorded")
+        [refused] = app.having("refused the texts of")
+        assert (refused["level"], refused["logger"]) == ("ERROR", "taskflow.writer")
+        assert refused_id in refused["message"]
+
+        run_sql(database, "INSERT INTO outage VALUES (1);")
+        kept_id = httpx.post(f"{app.url}/signup", params={"email": "kept@example.com"}, timeout=10).json()["task_id"]
+        retries = wait_until(lambda: app.having("cannot write"), timeout=30)
+        assert {(entry["level"], entry["logger"]) for entry in retries} == {("ERROR", "taskflow.writer")}
+        run_sql(database, "DELETE FROM outage;")
+        wait_until(lambda: app.task_status(kept_id) == "success", timeout=60, what="the kept task written")
