@@ -1,0 +1,50 @@
+"""The recipes of docs/customizing.md, each followed in a bake of its own exactly as written.
+
+Every test edits the baked service the way its recipe shows, then runs what proves the change
+works: the baked tests the recipe names, or a short script in the bake.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import TEMPLATE_DIR, Bake
+from tests.test_schema_change import run
+
+DEFAULTS_TEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/taskflow/test_task_defaults.py"]
+
+GUIDE = TEMPLATE_DIR / "docs/customizing.md"
+
+
+def recipe_file(first_line: str) -> str:
+    """The code block of docs/customizing.md that starts with `first_line`: the test runs the guide's own text."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    [block] = [block for block in blocks if block.startswith(first_line)]
+    return block
+
+
+def replace_once(path: Path, old: str, new: str) -> None:
+    """Edit a baked file as the recipe shows; the text the recipe replaces must be there once."""
+    source = path.read_text(encoding="utf-8")
+    assert source.count(old) == 1, f"{path.name} no longer has {old!r} once: update docs/customizing.md"
+    path.write_text(source.replace(old, new), encoding="utf-8")
+
+
+def test_changing_a_task_option_default_is_one_line_and_its_docs_row(bake_into: Bake, tmp_path: Path) -> None:
+    project = bake_into(tmp_path / "bake")
+    replace_once(project / "app/taskflow/options.py", "    retries: int = 0\n", "    retries: int = 2\n")
+
+    # The options table is pinned to TaskOptions: the default alone is refused until the docs say so.
+    refused = run(project, *DEFAULTS_TEST)
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert "test_the_docs_list_every_option_with_the_default_it_has" in refused.stdout
+
+    replace_once(project / "app/taskflow/README.md", "| `retries` | `0` |", "| `retries` | `2` |")
+    accepted = run(project, *DEFAULTS_TEST)
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+
+    (project / "check_defaults.py").write_text(recipe_file("# check_defaults.py"), encoding="utf-8")
+    checked = run(project, "check_defaults.py", str(tmp_path / "tasks.db"))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.strip() == "3"
