@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 from tests.conftest import TEMPLATE_DIR, Bake
-from tests.test_schema_change import run
+from tests.test_schema_change import RETRY_OF, TENANT, run
 
-DEFAULTS_TEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/taskflow/test_task_defaults.py"]
+PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
+DEFAULTS_TEST = [*PYTEST, "tests/taskflow/test_task_defaults.py"]
 
 GUIDE = TEMPLATE_DIR / "docs/customizing.md"
 
@@ -48,3 +49,24 @@ def test_changing_a_task_option_default_is_one_line_and_its_docs_row(bake_into: 
     checked = run(project, "check_defaults.py", str(tmp_path / "tasks.db"))
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip() == "3"
+
+
+def test_a_new_task_column_is_migrated_and_shown_on_the_task_page(bake_into: Bake, tmp_path: Path) -> None:
+    # The model and migration steps are the ones tests/test_schema_change.py follows in depth.
+    project = bake_into(tmp_path / "bake")
+    replace_once(project / "app/taskflow/models.py", RETRY_OF, RETRY_OF + TENANT)
+    written = run(project, "-m", "app.taskflow.migrations", "revision", "-m", "add tenant to tasks")
+    assert written.returncode == 0, written.stderr
+    assert len(list((project / "app/taskflow/migrations/versions").glob("*_add_tenant_to_tasks.py"))) == 1
+
+    template = project / "app/taskflow/admin/templates/task.html"
+    retry_of_row = next(line for line in template.read_text("utf-8").splitlines() if "<th>Retry of</th>" in line)
+    tenant_row = recipe_file("    {% if task.tenant %}")
+    replace_once(template, retry_of_row + "\n", retry_of_row + "\n" + tenant_row)
+    (project / "tests/test_tenant_column.py").write_text(recipe_file("# tests/test_tenant_column.py"), "utf-8")
+
+    result = run(
+        project, *PYTEST, "tests/test_tenant_column.py", "tests/taskflow/test_migrations.py", "-k", "tenant or sqlite"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "passed" in result.stdout and "failed" not in result.stdout
