@@ -70,3 +70,33 @@ def test_a_new_task_column_is_migrated_and_shown_on_the_task_page(bake_into: Bak
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "passed" in result.stdout and "failed" not in result.stdout
+
+
+def insert_after_first_line(path: Path, block: str) -> None:
+    """A guide block whose first line is already in the file: the rest goes after that line."""
+    first_line = block.split("\n", 1)[0] + "\n"
+    replace_once(path, first_line, block)
+
+
+def test_a_new_task_option_reaches_the_decorator_the_docs_and_the_registry(bake_into: Bake, tmp_path: Path) -> None:
+    project = bake_into(tmp_path / "bake")
+    taskflow = project / "app/taskflow"
+    insert_after_first_line(taskflow / "options.py", recipe_file("    on_failure: Callable[..., Any] | None = None"))
+    insert_after_first_line(taskflow / "manager.py", recipe_file("        on_failure: Hook | None = ...,"))
+    insert_after_first_line(taskflow / "README.md", recipe_file("| `on_failure` | `None` |"))
+    insert_after_first_line(taskflow / "admin/schemas.py", recipe_file("    on_failure: str | None = None"))
+    registry = taskflow / "admin/templates/registry.html"
+    replace_once(registry, "<th>On failure</th>", "<th>On failure</th><th>Tags</th>")
+    replace_once(registry, 'colspan="13"', 'colspan="14"')
+    insert_after_first_line(registry, recipe_file("      <td>{% if spec.on_failure %}"))
+    send_email = recipe_file("@task_manager.task(retries=3").strip()
+    replace_once(project / "app/tasks.py", send_email.replace(', tags=("email",)', ""), send_email)
+    (project / "tests/test_task_tags.py").write_text(recipe_file("# tests/test_task_tags.py"), "utf-8")
+
+    result = run(project, *PYTEST, "tests/test_task_tags.py", "tests/taskflow/test_task_defaults.py")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed" not in result.stdout
+    changed = ["app/tasks.py", "app/taskflow/options.py", "app/taskflow/manager.py", "tests/test_task_tags.py"]
+    for ruff in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        linted = run(project, "-m", "ruff", *ruff, *changed)
+        assert linted.returncode == 0, linted.stdout
