@@ -100,3 +100,24 @@ def test_a_new_task_option_reaches_the_decorator_the_docs_and_the_registry(bake_
     for ruff in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
         linted = run(project, "-m", "ruff", *ruff, *changed)
         assert linted.returncode == 0, linted.stdout
+
+
+def test_a_new_admin_page_lists_what_its_filter_selects(bake_into: Bake, tmp_path: Path) -> None:
+    project = bake_into(tmp_path / "bake")
+    (project / "app/api/failed_calls.py").write_text(recipe_file("# app/api/failed_calls.py"), "utf-8")
+    template = recipe_file("{# app/templates/failed_calls.html #}")
+    (project / "app/templates/failed_calls.html").write_text(template, "utf-8")
+    main = project / "app/main.py"
+    replace_once(
+        main, "from app.api import health, pages, tasks\n", "from app.api import failed_calls, health, pages, tasks\n"
+    )
+    replace_once(main, "        pages=[pages.page],\n", recipe_file("        pages=[pages.page, failed_calls.page],"))
+    (project / "tests/test_failed_calls_page.py").write_text(recipe_file("# tests/test_failed_calls_page.py"), "utf-8")
+
+    result = run(project, *PYTEST, "tests/test_failed_calls_page.py")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 passed" in result.stdout
+    changed = ["app/main.py", "app/api/failed_calls.py", "tests/test_failed_calls_page.py"]
+    for ruff in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        linted = run(project, "-m", "ruff", *ruff, *changed)
+        assert linted.returncode == 0, linted.stdout
