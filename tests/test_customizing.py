@@ -121,3 +121,23 @@ def test_a_new_admin_page_lists_what_its_filter_selects(bake_into: Bake, tmp_pat
     for ruff in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
         linted = run(project, "-m", "ruff", *ruff, *changed)
         assert linted.returncode == 0, linted.stdout
+
+
+def test_the_admin_behind_the_services_own_login(bake_into: Bake, tmp_path: Path) -> None:
+    project = bake_into(tmp_path / "bake")
+    (project / "app/admin_auth.py").write_text(recipe_file("# app/admin_auth.py"), "utf-8")
+    main = project / "app/main.py"
+    replace_once(main, "from app.api import", "from app.admin_auth import current_admin_user\nfrom app.api import")
+    replace_once(
+        main, "        pages=[pages.page],\n", "        pages=[pages.page],\n" + recipe_file("        authenticate=")
+    )
+    (project / "tests/test_admin_auth.py").write_text(recipe_file("# tests/test_admin_auth.py"), "utf-8")
+
+    # The service's existing tests log in with the admin's own credentials: the fallback keeps them working.
+    result = run(project, *PYTEST, "tests/test_admin_auth.py", "tests/test_examples.py")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed" not in result.stdout
+    changed = ["app/main.py", "app/admin_auth.py", "tests/test_admin_auth.py"]
+    for ruff in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        linted = run(project, "-m", "ruff", *ruff, *changed)
+        assert linted.returncode == 0, linted.stdout
