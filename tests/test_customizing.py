@@ -34,14 +34,16 @@ def replace_once(path: Path, old: str, new: str) -> None:
 
 def test_changing_a_task_option_default_is_one_line_and_its_docs_row(bake_into: Bake, tmp_path: Path) -> None:
     project = bake_into(tmp_path / "bake")
-    replace_once(project / "app/taskflow/options.py", "    retries: int = 0\n", "    retries: int = 2\n")
+    default = recipe_file("# app/taskflow/options.py, in TaskOptions").split("\n", 1)[1]
+    replace_once(project / "app/taskflow/options.py", default.replace("= 2", "= 0"), default)
 
     # The options table is pinned to TaskOptions: the default alone is refused until the docs say so.
     refused = run(project, *DEFAULTS_TEST)
     assert refused.returncode == 1, refused.stdout[-3000:]
     assert "test_the_docs_list_every_option_with_the_default_it_has" in refused.stdout
 
-    replace_once(project / "app/taskflow/README.md", "| `retries` | `0` |", "| `retries` | `2` |")
+    row = recipe_file("| `retries` | `2` |")
+    replace_once(project / "app/taskflow/README.md", row.replace("`2`", "`0`"), row)
     accepted = run(project, *DEFAULTS_TEST)
     assert accepted.returncode == 0, accepted.stdout[-3000:]
 
@@ -54,7 +56,9 @@ def test_changing_a_task_option_default_is_one_line_and_its_docs_row(bake_into: 
 def test_a_new_task_column_is_migrated_and_shown_on_the_task_page(bake_into: Bake, tmp_path: Path) -> None:
     # The model and migration steps are the ones tests/test_schema_change.py follows in depth.
     project = bake_into(tmp_path / "bake")
-    replace_once(project / "app/taskflow/models.py", RETRY_OF, RETRY_OF + TENANT)
+    model = recipe_file("    # The task this one retries")
+    assert model.endswith(RETRY_OF + TENANT), "the guide's model change differs from tests/test_schema_change.py"
+    replace_once(project / "app/taskflow/models.py", model.replace(TENANT, ""), model)
     written = run(project, "-m", "app.taskflow.migrations", "revision", "-m", "add tenant to tasks")
     assert written.returncode == 0, written.stderr
     assert len(list((project / "app/taskflow/migrations/versions").glob("*_add_tenant_to_tasks.py"))) == 1
