@@ -21,7 +21,7 @@ from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
 from .hooks import Hook, Hooks, TaskOutcome
 from .leases import new_owner_id
-from .models import TaskStatus, utcnow
+from .models import TaskRecord, TaskStatus, utcnow
 from .options import TaskOptions
 from .policy import RetryPolicy
 from .registry import Registry, TaskSpec, build_spec
@@ -526,21 +526,17 @@ class TaskManager:
             return [task_id for task_id, added in self._unhanded_since.items() if added < limit]
 
 
-_EMPTY_ROW: dict[str, Any] = {
-    "idempotency_key": None,
-    "attempt": 0,
-    "retries_used": 0,
-    "recoveries": 0,
-    "cancel_requested": False,
-    "started_at": None,
-    "finished_at": None,
-    "next_run_at": None,
-    "error_type": None,
-    "error_message": None,
-    "traceback": None,
-    "result": None,
-    "progress_done": None,
-    "progress_total": None,
-    "progress_message": None,
-    "retry_of": None,
-}
+def _empty_row() -> dict[str, Any]:
+    """Every column of the task table with the value a new task starts with.
+
+    Read from the model, so a column a team adds to TaskRecord is bound by every insert too
+    (the inserts name all columns); the values each new row sets are overwritten by it.
+    """
+    return {
+        name: field.default
+        for name, field in TaskRecord.model_fields.items()
+        if not field.is_required() and field.default_factory is None
+    }
+
+
+_EMPTY_ROW = _empty_row()

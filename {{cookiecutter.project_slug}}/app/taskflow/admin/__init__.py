@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +94,7 @@ class TaskAdmin:
         login_limit: LoginLimit | None = None,
         allowed_hosts: Sequence[str] | None = None,
         include_in_schema: bool = False,
+        authenticate: Callable[..., Any] | None = None,
     ) -> None:
         from .. import __version__
         from .service import AdminService
@@ -110,6 +111,12 @@ class TaskAdmin:
             readonly_username=readonly_username,
             readonly_password=readonly_password,
         )
+        # The service's own authentication, if it has one: a FastAPI dependency that returns a
+        # Principal or raises (e.g. 401). It takes the place of require_principal, the one auth
+        # dependency of every admin route, so the admin's own credentials are then not used.
+        self.authenticate = authenticate
+        if authenticate is not None:
+            app.dependency_overrides[require_principal] = authenticate
         # Without a configured key, sessions are signed with a per-process key: they end on restart
         # and are not shared between instances (configure SECRET_KEY for either).
         self.secret_key = secret_key or secrets.token_urlsafe(32)
@@ -160,8 +167,13 @@ class TaskAdmin:
         outer.include_router(guarded)
         return outer
 
+    @property
+    def open(self) -> bool:
+        """True when nobody has to log in: no credentials and no authenticate dependency."""
+        return self.credentials.open and self.authenticate is None
+
     def _warn_if_open(self, app: FastAPI) -> None:
-        if not self.credentials.open:
+        if not self.open:
             return
         inner = app.router.lifespan_context
         path = self.path

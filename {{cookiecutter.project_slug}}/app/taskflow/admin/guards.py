@@ -105,7 +105,7 @@ async def require_actor(request: Request, principal: Annotated[Principal, Depend
     if not principal.can_act:
         raise _forbidden(f"user {principal.username!r} is read-only")
     admin = get_admin(request)
-    if admin.credentials.open:
+    if admin.open:
         refusal = admin.allowed_hosts.refusal(request)
         if refusal is not None:
             raise _forbidden(f"{refusal}; configure username= and password=, or TaskAdmin(allowed_hosts=[...])")
