@@ -196,7 +196,9 @@ class LeaseKeeper:
         if names is not None and not names:
             return 0
         # A read first: an idle tick must not take SQLite's write lock.
-        found = await asyncio.to_thread(lambda: self._store.read(lambda c: leases.any_released(c, names=names)))
+        found = await asyncio.to_thread(
+            lambda: self._store.read(lambda c: leases.released_ids(c, limit=1, names=names))
+        )
         if not found:
             return 0
         rows = await asyncio.to_thread(self._take_batch, True)

@@ -60,6 +60,7 @@ TERMINAL_STATUSES = frozenset(set(TaskStatus) - ACTIVE_STATUSES)
 # Literal, not bound: SQLite (and a generic PostgreSQL plan) only use a partial index for a query
 # whose WHERE repeats the index's condition word for word.
 UNOWNED_PENDING = "status = 'pending' AND owner IS NULL"
+UNOWNED_INDEX = "ix_taskflow_tasks_unowned"
 
 
 class TaskRecord(SQLModel, table=True):
@@ -85,7 +86,7 @@ class TaskRecord(SQLModel, table=True):
         # Every instance's control loop looks here each tick for released rows to start at once;
         # only unowned waiting rows are in it, so it stays tiny and a plain enqueue never touches it.
         Index(
-            "ix_taskflow_tasks_unowned",
+            UNOWNED_INDEX,
             "created_at",
             sqlite_where=text(UNOWNED_PENDING),
             postgresql_where=text(UNOWNED_PENDING),

@@ -12,10 +12,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, literal, null, or_, select, text, true, update
+from sqlalchemy import bindparam, case, insert, literal, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
-from ..models import UNOWNED_PENDING, TaskStatus, UTCDateTime
+from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
 from .writes import ATTEMPTS, CHUNK, TASKS
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
@@ -69,7 +69,12 @@ def take_over_expired(
     old version leaves a new task type to the instances that can run it.
     """
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
-    only = (text(UNOWNED_PENDING),) if released_only else ()
+    only: tuple[Any, ...] = ()
+    if released_only:
+        candidates = released_ids(connection, limit=limit, names=names)
+        if not candidates:
+            return []
+        only = (TASKS.c.id.in_(candidates), text(UNOWNED_PENDING))
     # picked: persisted, active, nobody's lease; oldest first so nothing starves. Read first, with
     # the rows locked (PostgreSQL; SKIP LOCKED splits the work between instances), because the
     # attempt a crashed row was running (its number, owner and start) is recorded below, and the
@@ -192,11 +197,29 @@ def _record_shutdown_attempts(connection: Connection, *, owner: str, now: dateti
     return connection.execute(statement).rowcount
 
 
-def any_released(connection: Connection, *, names: Collection[str] | None = None) -> bool:
-    """Whether a persisted row waits with no owner (of one of `names`): one probe of a small index."""
+def released_ids(connection: Connection, *, limit: int, names: Collection[str] | None = None) -> list[str]:
+    """Persisted rows waiting with no owner (of `names`), oldest first, read from their small index."""
+    if connection.dialect.name == "sqlite":
+        # SQLite's planner prefers the status index, which holds every pending row (the whole
+        # backlog), to the partial one: name it.
+        where = "" if names is None else " AND name IN :names"
+        statement: Any = text(
+            f"SELECT id FROM taskflow_tasks INDEXED BY {UNOWNED_INDEX} "
+            f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY created_at LIMIT :limit"
+        )
+        values: dict[str, Any] = {"limit": limit}
+        if names is not None:
+            statement = statement.bindparams(bindparam("names", expanding=True))
+            values["names"] = list(names)
+        return [row.id for row in connection.execute(statement, values)]
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
-    statement = select(TASKS.c.id).where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable).limit(1)
-    return connection.execute(statement).first() is not None
+    query = (
+        select(TASKS.c.id)
+        .where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable)
+        .order_by(TASKS.c.created_at)
+        .limit(limit)
+    )
+    return [row.id for row in connection.execute(query)]
 
 
 def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -> int:
