@@ -158,6 +158,7 @@ async def test_task_page_and_api_list_an_attempt_cut_short_by_a_crash(make_manag
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
         page = (await client.get(f"/tasks/dashboard/tasks/{task_id}")).text
         detail = (await client.get(f"/tasks/{task_id}")).json()
+        dashboard = (await client.get("/tasks/dashboard")).text
     assert [(a["number"], a["status"], a["owner"]) for a in detail["attempts"]] == [
         (1, "crashed", gone),
         (2, TaskStatus.SUCCESS.value, manager.owner),
@@ -165,6 +166,7 @@ async def test_task_page_and_api_list_an_attempt_cut_short_by_a_crash(make_manag
     assert datetime.fromisoformat(detail["attempts"][0]["started_at"]) == began
     assert (detail["attempt"], detail["retries_used"], detail["recoveries"]) == (2, 0, 1)
     assert "2 started · no retries · 1 crash recovery" in page
+    assert "2/1" not in dashboard and "1 crash</span>" in dashboard
     assert 'Attempt 1</strong> <span class="badge status-crashed">crashed</span>' in page
     assert "Attempt 2</strong>" in page and "InstanceLost" in page
 
