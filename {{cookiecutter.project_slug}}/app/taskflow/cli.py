@@ -206,7 +206,8 @@ def show(operator: Operator, task_id: str, as_json: bool) -> None:
         ("status", row.status),
         (
             "attempt",
-            f"{row.attempt} of {row.max_attempts} (retries used {row.retries_used}, recoveries {row.recoveries})",
+            f"{row.attempt} started (retries used {row.retries_used} of {row.max_attempts - 1}, "
+            f"recoveries {row.recoveries})",
         ),
         ("created", when(row.created_at)),
         ("started", when(row.started_at)),

@@ -1,10 +1,11 @@
 """Heartbeat and recovery: keep this instance's leases alive, take over those of dead ones.
 
-One control loop per instance: every tick it hands over jobs whose request never did and picks
-up cancel requests made on other instances; every lease/3 it renews all its leases in one
-statement; at start and every lease/2 (jittered) it recovers other owners' expired work and
-hands back rows it owns but no longer runs. Recovery only puts rows back to PENDING under our
-name; the runner's claim is still the one way into RUNNING.
+One control loop per instance: every tick it hands over jobs whose request never did, picks
+up cancel requests made on other instances and claims rows another instance released at its
+shutdown (a probe of a small index; a write only when there is something to take); every
+lease/3 it renews all its leases in one statement; at start and every lease/2 (jittered) it
+recovers other owners' expired work and hands back rows it owns but no longer runs. Recovery
+only puts rows back to PENDING under our name; the runner's claim is still the one way into RUNNING.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ class LeaseKeeper:
                     await self.recover()
                     await self._hand_back_lost()
                     next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
+                else:
+                    await self.claim_released()
                 await self._on_tick()
                 self._outage.ended()
             except asyncio.CancelledError:
@@ -187,6 +190,23 @@ class LeaseKeeper:
             )
         return recovered
 
+    async def claim_released(self) -> int:
+        """Take rows no instance owns (released by one that shut down) now, not at the next sweep."""
+        names = self._runnable() if self._runnable is not None else None
+        if names is not None and not names:
+            return 0
+        # A read first: an idle tick must not take SQLite's write lock.
+        found = await asyncio.to_thread(
+            lambda: self._store.read(lambda c: leases.released_ids(c, limit=1, names=names))
+        )
+        if not found:
+            return 0
+        rows = await asyncio.to_thread(self._take_batch, True)
+        if rows:
+            logger.info("taskflow: took %d task(s) released by an instance that shut down", len(rows))
+            self._on_recovered(rows)
+        return len(rows)
+
     def _expire_dead_neighbours(self) -> None:
         """Bring dead processes' intake rows into the task table, and end dead local owners'
         leases, so the take-over finds both."""
@@ -196,7 +216,7 @@ class LeaseKeeper:
         if dead:  # else no write transaction (a lock on SQLite) for nothing
             self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
 
-    def _take_batch(self) -> list[Any]:
+    def _take_batch(self, released_only: bool = False) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
@@ -209,6 +229,7 @@ class LeaseKeeper:
                 limit=RECOVERY_BATCH,
                 max_recoveries=self._max_recoveries,
                 names=names,
+                released_only=released_only,
             )
         )
 

@@ -56,6 +56,12 @@ class TaskStatus(enum.StrEnum):
 ACTIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 TERMINAL_STATUSES = frozenset(set(TaskStatus) - ACTIVE_STATUSES)
 
+# Rows waiting with no instance to run them: released at a shutdown, or enqueued while none ran.
+# Literal, not bound: SQLite (and a generic PostgreSQL plan) only use a partial index for a query
+# whose WHERE repeats the index's condition word for word.
+UNOWNED_PENDING = "status = 'pending' AND owner IS NULL"
+UNOWNED_INDEX = "ix_taskflow_tasks_unowned"
+
 
 class TaskRecord(SQLModel, table=True):
     """One enqueued task: written by add_task, updated on every transition."""
@@ -76,6 +82,14 @@ class TaskRecord(SQLModel, table=True):
             unique=True,
             sqlite_where=text("idempotency_key IS NOT NULL"),
             postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        # Every instance's control loop looks here each tick for released rows to start at once;
+        # only unowned waiting rows are in it, so it stays tiny and a plain enqueue never touches it.
+        Index(
+            UNOWNED_INDEX,
+            "created_at",
+            sqlite_where=text(UNOWNED_PENDING),
+            postgresql_where=text(UNOWNED_PENDING),
         ),
         Index(
             "ix_taskflow_tasks_retry_of",

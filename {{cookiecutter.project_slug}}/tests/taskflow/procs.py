@@ -252,6 +252,11 @@ class TaskTable:
         with self._engine.connect() as connection:
             return queries.get_task(connection, task_id)
 
+    def attempts(self, task_id: str) -> list[Any]:
+        """The task's attempt rows, in attempt order."""
+        with self._engine.connect() as connection:
+            return queries.list_attempts(connection, task_id)
+
     def all_reached(self, ids: list[str], status: str) -> bool:
         statuses = self.statuses()
         return all(statuses.get(task_id) == status for task_id in ids)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.routing import iter_route_contexts
+from sqlalchemy import insert
 
 from app.taskflow import TaskStatus, current_task
+from app.taskflow.models import utcnow
+from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, VIEWER, wait_for_status
 
@@ -140,6 +145,30 @@ async def test_task_page_shows_progress_result_and_attempts(make_manager, make_a
     assert "step one" in page
     assert "Attempt 1" in page and "&#34;label&#34;: &#34;a&#34;" in page  # the result
     assert missing.status_code == 404 and "No such task" in missing.text
+
+
+async def test_task_page_and_api_list_an_attempt_cut_short_by_a_crash(make_manager, make_app, client_for) -> None:
+    manager, app, _ = build(make_manager, make_app)
+    began, task_id, gone = utcnow() - timedelta(minutes=2), str(uuid.uuid4()), "elsewhere:1:gone0000"
+    row = {"id": task_id, "name": "ok", "status": TaskStatus.RUNNING.value, "persist": True, "attempt": 1}
+    row |= {"arguments": '{"args": [], "kwargs": {}}'}
+    row |= {"owner": gone, "started_at": began, "lease_expires_at": began, "created_at": began, "updated_at": began}
+    manager.store.write(lambda c: c.execute(insert(TASKS), [row]))
+    async with client_for(app, auth=ADMIN) as client:
+        await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+        page = (await client.get(f"/tasks/dashboard/tasks/{task_id}")).text
+        detail = (await client.get(f"/tasks/{task_id}")).json()
+        dashboard = (await client.get("/tasks/dashboard")).text
+    assert [(a["number"], a["status"], a["owner"]) for a in detail["attempts"]] == [
+        (1, "crashed", gone),
+        (2, TaskStatus.SUCCESS.value, manager.owner),
+    ]
+    assert datetime.fromisoformat(detail["attempts"][0]["started_at"]) == began
+    assert (detail["attempt"], detail["retries_used"], detail["recoveries"]) == (2, 0, 1)
+    assert "2 started · no retries · 1 crash recovery" in page
+    assert "2/1" not in dashboard and "1 crash</span>" in dashboard
+    assert 'Attempt 1</strong> <span class="badge status-crashed">crashed</span>' in page
+    assert "Attempt 2</strong>" in page and "InstanceLost" in page
 
 
 async def test_progress_fragment_polls_only_while_active(make_manager, make_app, client_for) -> None:

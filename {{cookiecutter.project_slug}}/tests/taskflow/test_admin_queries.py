@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from app.taskflow import TaskManager, TaskStatus
 from app.taskflow.models import TaskRecord
 from app.taskflow.store import TaskFilter, queries
+from app.taskflow.store import leases as lease_sql
 
 ROWS = 2000
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -119,6 +120,15 @@ def test_metrics_window_uses_the_status_index(store, status) -> None:
     assert "ix_taskflow_tasks_status_created" in text or store.dialect == "postgresql", text
     assert "index scan" in text or "using index" in text, text
     assert "temp b-tree" not in text and "->  sort" not in text and "seq scan" not in text, text
+
+
+@pytest.mark.parametrize("names", [None, ["task_1", "task_2"]])
+def test_every_ticks_probe_for_released_tasks_reads_only_the_index_of_unowned_rows(store, names) -> None:
+    # Every pending row of the fixture is unowned; the probe must still not walk the status index,
+    # which in a real backlog holds every pending row of every instance.
+    text = plan(store, lambda c: lease_sql.released_ids(c, limit=1, names=names))
+    assert "ix_taskflow_tasks_unowned" in text, text
+    assert "ix_taskflow_tasks_status_created" not in text and "seq scan" not in text, text
 
 
 def test_capped_count_stops_at_the_cap(store) -> None:

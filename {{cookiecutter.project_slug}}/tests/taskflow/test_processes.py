@@ -115,6 +115,15 @@ def test_two_servers_share_the_database_and_one_survives_the_others_kill(
     assert taken_over, "the survivor took none of the killed server's tasks"
     assert all(run.end is not None for run in executions if run.pid == survivor.pid)
     assert_no_attempt_ran_twice_at_once(executions, died_at={doomed_pid: killed_at})
+    # Each attempt the kill cut short is on record, with its start and the dead instance, before the rerun.
+    cut_short = [run for run in executions if run.pid == doomed_pid and run.end is None]
+    assert cut_short, "the kill cut no attempt short"
+    for run in cut_short:
+        attempts = table.attempts(run.task_id)
+        crashed = [a for a in attempts if a.number == run.attempt]
+        assert [(a.status, f":{doomed_pid}:" in a.owner) for a in crashed] == [("crashed", True)], attempts
+        assert abs(crashed[0].started_at.timestamp() - run.start) < 1.0, (crashed[0], run)
+        assert attempts[-1].number > run.attempt and attempts[-1].status == "success", attempts
 
 
 def test_sigterm_exits_within_the_deadline_and_long_tasks_finish_after_restart(
@@ -146,6 +155,32 @@ def test_sigterm_exits_within_the_deadline_and_long_tasks_finish_after_restart(
     assert all(len(runs_by_task[task_id]) == 2 for task_id in long_ids)
     # Released at shutdown is not a crash: it does not count towards the crash-loop cap.
     assert all(table.row(task_id).recoveries == 0 for task_id in long_ids)
+
+
+def test_tasks_released_at_sigterm_start_on_the_surviving_server_within_its_poll_interval(
+    database_url: str, tmp_path: Path, table: TaskTable
+) -> None:
+    # A 30 s lease: the survivor's recovery sweep comes every 12-18 s, so only the per-tick claim
+    # of released rows can start the tasks within the margin below.
+    poll, margin = 0.1, 3.0
+    settings = {**FAST, "TASK_LEASE_SECONDS": "30", "TASK_POLL_INTERVAL": str(poll), "TASK_SHUTDOWN_TIMEOUT": "0.5"}
+    with servers(database_url, tmp_path, **settings) as group:
+        leaving, survivor = group.new("leaving"), group.new("survivor")
+        leaving.start_healthy()
+        survivor.start_healthy()
+        ids = leaving.post("/work", count=3, seconds=3)["ids"]
+        wait_until(lambda: len(read_executions(group.records)) == 3, timeout=20, what="all three tasks running")
+        leaving_pid, survivor_pid = leaving.pid, survivor.pid
+        leaving.terminate(timeout=15)
+        wait_until(lambda: table.all_reached(ids, "success"), timeout=30, what="released tasks done by the survivor")
+
+    for task_id in ids:
+        released, rerun = table.attempts(task_id)
+        assert (released.number, released.status, f":{leaving_pid}:" in released.owner) == (1, "released", True)
+        assert (rerun.number, rerun.status, f":{survivor_pid}:" in rerun.owner) == (2, "success", True)
+        waited = (rerun.started_at - released.finished_at).total_seconds()
+        assert 0 <= waited < poll + margin, f"task {task_id} started {waited:.2f}s after its release"
+        assert (table.row(task_id).recoveries, table.row(task_id).retries_used) == (0, 0)
 
 
 def test_sigterm_under_several_uvicorn_workers_drains_and_releases_every_worker(

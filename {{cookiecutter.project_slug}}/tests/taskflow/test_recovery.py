@@ -95,6 +95,28 @@ async def test_a_dead_owners_expired_rows_are_recovered_and_run(make_manager) ->
     assert (running_row.recoveries, running_row.attempt) == (1, 2)
 
 
+async def test_an_attempt_cut_short_by_a_crash_is_listed_with_its_start_and_owner_before_the_rerun(
+    make_manager,
+) -> None:
+    manager = make_manager()
+
+    @manager.task(persist=True, name="job")
+    async def job() -> None:
+        return None
+
+    began = utcnow() - timedelta(minutes=3)
+    task_id = plant(manager, "job", status=TaskStatus.RUNNING.value, attempt=1, started_at=began)[0]
+    async with manager.lifespan():
+        row = await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
+    crashed, rerun = manager.store.attempts(task_id)
+    assert (crashed.number, crashed.status, crashed.owner, crashed.started_at) == (1, "crashed", GONE, began)
+    assert GONE in crashed.error_message and manager.owner in crashed.error_message
+    assert crashed.finished_at <= rerun.started_at
+    assert (rerun.number, rerun.status, rerun.owner) == (2, TaskStatus.SUCCESS.value, manager.owner)
+    # A crash is a recovery, not a failed try: no retry of the task's own was used.
+    assert (row.attempt, row.recoveries, row.retries_used) == (2, 1, 0)
+
+
 async def test_a_dead_owner_on_this_host_is_taken_over_before_its_lease_expires(make_manager) -> None:
     manager = make_manager(lease_seconds=30)
 
@@ -217,7 +239,9 @@ def test_a_stale_owners_late_outcome_is_rejected(make_manager) -> None:
     assert (stale.rejected, fresh.rejected) == ([task_id], [])
     row = manager.store.get(task_id)
     assert (row.status, row.attempt, row.owner) == (TaskStatus.SUCCESS.value, 2, "new:2:bbbb")
-    assert [(a.number, a.owner) for a in manager.store.attempts(task_id)] == [(2, "new:2:bbbb")]
+    # The stale owner's attempt is the one recorded at the take-over, never its late outcome.
+    attempts = [(a.number, a.owner, a.status) for a in manager.store.attempts(task_id)]
+    assert attempts == [(1, "stale:1:aaaa", "crashed"), (2, "new:2:bbbb", TaskStatus.SUCCESS.value)]
 
 
 def test_a_task_that_keeps_crashing_is_quarantined_past_the_cap(make_manager) -> None:
@@ -350,6 +374,13 @@ async def test_stop_lets_short_tasks_finish_and_hands_long_ones_back(make_manage
     assert rows["short"].status == TaskStatus.SUCCESS.value
     assert (rows["long"].status, rows["long"].owner, rows["long"].recoveries) == (TaskStatus.PENDING.value, None, 0)
     assert rows["fleeting"].status == TaskStatus.INTERRUPTED.value
+    # The attempts the shutdown cut short are recorded with the release, under the instance that ran them.
+    attempts = {name: [(a.number, a.status, a.owner) for a in first.store.attempts(ids[name])] for name in ids}
+    assert attempts == {
+        "short": [],
+        "long": [(1, "released", first.owner)],
+        "fleeting": [(1, "interrupted", first.owner)],
+    }
 
     second = make_manager()
     register(second)
@@ -357,6 +388,43 @@ async def test_stop_lets_short_tasks_finish_and_hands_long_ones_back(make_manage
     async with second.lifespan():
         row = await wait_for_status(second, ids["long"], TaskStatus.SUCCESS, timeout=10)
     assert json.loads(row.result) == "long"
+
+
+async def test_a_task_released_at_shutdown_starts_on_a_live_instance_within_its_poll_interval(
+    make_manager,
+) -> None:
+    # The survivor's recovery sweep comes every lease/2 (here 30s): only the released-row claim
+    # of its control loop, every poll_interval, can start the task within the deadline below.
+    poll = 0.2
+    survivor = make_manager(lease_seconds=60, poll_interval=poll)
+    leaving = make_manager(lease_seconds=60, shutdown_timeout=0.2)
+    finish_now = asyncio.Event()
+
+    def register(manager: TaskManager) -> Any:
+        @manager.task(persist=True, name="long")
+        async def long() -> str:
+            await finish_now.wait()
+            return "done"
+
+        return long
+
+    register(survivor)
+    long = register(leaving)
+    async with survivor.lifespan():
+        await leaving.start()
+        task_id = leaving.enqueue(long)
+        await wait_for_status(leaving, task_id, TaskStatus.RUNNING)
+        await leaving.stop()
+        row = await wait_for_status(survivor, task_id, TaskStatus.RUNNING, timeout=20)
+        released = survivor.store.attempts(task_id)
+        assert [(a.number, a.status, a.owner) for a in released] == [(1, "released", leaving.owner)]
+        assert row.owner == survivor.owner and row.attempt == 2
+        waited = (row.started_at - released[0].finished_at).total_seconds()
+        assert waited < poll + 2.0, f"the released task started {waited:.2f}s after its release"
+        finish_now.set()
+        row = await wait_for_status(survivor, task_id, TaskStatus.SUCCESS)
+    assert (row.attempt, row.recoveries, row.retries_used) == (2, 0, 0)
+    assert [a.status for a in survivor.store.attempts(task_id)] == ["released", TaskStatus.SUCCESS.value]
 
 
 # -- helpers --------------------------------------------------------------------------------------

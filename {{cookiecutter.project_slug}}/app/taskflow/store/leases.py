@@ -12,14 +12,20 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, insert, or_, select, true, update
+from sqlalchemy import bindparam, case, insert, literal, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
-from ..models import TaskStatus
-from .writes import CHUNK, TASKS
+from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
+from .writes import ATTEMPTS, CHUNK, TASKS
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
+# Statuses of attempt rows written for attempts cut short (the task's own status is apart).
+ATTEMPT_CRASHED = "crashed"  # its instance died or lost its lease while it ran; another took over
+ATTEMPT_RELEASED = "released"  # its instance shut down while it ran; the task runs again elsewhere
+LOST_ATTEMPT_ERROR = "InstanceLost"
+SHUTDOWN_ERROR = "InstanceShutdown"
+SHUT_DOWN = "the instance shut down while this attempt ran"
 
 
 def _expired(now: datetime) -> Any:
@@ -48,8 +54,14 @@ def take_over_expired(
     limit: int,
     max_recoveries: int,
     names: Collection[str] | None = None,
+    released_only: bool = False,
 ) -> list[Any]:
     """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
+
+    Each row that was RUNNING gets an attempt row (status "crashed", with the number, owner and
+    start of the attempt that was cut short), in this same transaction. With `released_only`,
+    only PENDING rows nobody owns (released at a shutdown, enqueued while no instance ran) are
+    taken, through the small index that holds just those rows: cheap enough for every tick.
 
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
@@ -57,40 +69,77 @@ def take_over_expired(
     old version leaves a new task type to the instances that can run it.
     """
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
-    # picked: persisted, active, nobody's lease; oldest first so nothing starves. A MATERIALIZED
-    # CTE runs exactly once. As `id IN (subquery)`, PostgreSQL re-ran the locking sub-select
-    # while re-checking rows another instance had just updated: under concurrency one call took
-    # four times its limit and waited seconds on the others' locks.
-    picked = (
-        select(TASKS.c.id)
-        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable)
+    only: tuple[Any, ...] = ()
+    if released_only:
+        candidates = released_ids(connection, limit=limit, names=names)
+        if not candidates:
+            return []
+        only = (TASKS.c.id.in_(candidates), text(UNOWNED_PENDING))
+    # picked: persisted, active, nobody's lease; oldest first so nothing starves. Read first, with
+    # the rows locked (PostgreSQL; SKIP LOCKED splits the work between instances), because the
+    # attempt a crashed row was running (its number, owner and start) is recorded below, and the
+    # UPDATE's RETURNING only gives the new values. The UPDATE names the ids, never the locking
+    # sub-select: PostgreSQL re-ran such a sub-select while re-checking rows others had updated.
+    picked = connection.execute(
+        select(TASKS.c.id, TASKS.c.status, TASKS.c.owner, TASKS.c.attempt, TASKS.c.started_at)
+        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable, *only)
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .cte("picked")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
+    ).all()
+    if not picked:
+        return []
     crashed = TASKS.c.status == TaskStatus.RUNNING.value
     over_cap = crashed & (TASKS.c.recoveries + 1 > max_recoveries)
-    statement = (
-        update(TASKS)
-        .where(TASKS.c.id == picked.c.id, TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner))
-        .values(
-            owner=owner,
-            lease_expires_at=until,
-            updated_at=now,
-            recoveries=TASKS.c.recoveries + case((crashed, 1), else_=0),
-            status=case((over_cap, TaskStatus.FAILED.value), else_=TaskStatus.PENDING.value),
-            finished_at=case((over_cap, now), else_=None),
-            error_type=case((over_cap, RECOVERY_LIMIT_ERROR), else_=TASKS.c.error_type),
-            error_message=case(
-                (over_cap, f"exceeded recovery attempts ({max_recoveries}): the process died while running it"),
-                else_=TASKS.c.error_message,
-            ),
+    taken: list[Any] = []
+    ids = [row.id for row in picked]
+    for start in range(0, len(ids), CHUNK):
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.id.in_(ids[start : start + CHUNK]), TASKS.c.status.in_(ACTIVE))
+            .where(_expired(now), _not_ours(owner))
+            .values(
+                owner=owner,
+                lease_expires_at=until,
+                updated_at=now,
+                recoveries=TASKS.c.recoveries + case((crashed, 1), else_=0),
+                status=case((over_cap, TaskStatus.FAILED.value), else_=TaskStatus.PENDING.value),
+                finished_at=case((over_cap, now), else_=None),
+                error_type=case((over_cap, RECOVERY_LIMIT_ERROR), else_=TASKS.c.error_type),
+                error_message=case(
+                    (over_cap, f"exceeded recovery attempts ({max_recoveries}): the process died while running it"),
+                    else_=TASKS.c.error_message,
+                ),
+            )
+            .returning(*TASKS.c)
         )
-        .returning(*TASKS.c)
-    )
-    return list(connection.execute(statement))
+        taken.extend(connection.execute(statement))
+    taken_ids = {row.id for row in taken}
+    lost = [row for row in picked if row.id in taken_ids and row.status == TaskStatus.RUNNING.value]
+    if lost:
+        connection.execute(insert(ATTEMPTS), [_crashed_attempt(row, taken_by=owner, now=now) for row in lost])
+    return taken
+
+
+def _crashed_attempt(row: Any, *, taken_by: str, now: datetime) -> dict[str, Any]:
+    """The attempt row of a run its instance never finished: when it started, who ran it, what happened."""
+    return {
+        "task_id": row.id,
+        "number": row.attempt,
+        "owner": row.owner,
+        "status": ATTEMPT_CRASHED,
+        "started_at": row.started_at,
+        # When it was found lost: the process may have died any time after its last lease renewal.
+        "finished_at": now,
+        "duration": None,
+        "error_type": LOST_ATTEMPT_ERROR,
+        "error_message": (
+            f"instance {row.owner or '(none)'} stopped renewing its lease while this attempt ran (killed, "
+            f"crashed or cut off from the database); instance {taken_by} took the task over to run it again"
+        ),
+        "traceback": None,
+        "logs": None,
+    }
 
 
 def interrupt_orphans(connection: Connection, *, owner: str, now: datetime) -> int:
@@ -104,12 +153,17 @@ def interrupt_orphans(connection: Connection, *, owner: str, now: datetime) -> i
 
 
 def release(connection: Connection, *, owner: str, now: datetime) -> tuple[int, int]:
-    """At shutdown: persisted rows go back to PENDING with no owner (any instance may take them
-    at once); non-persisted ones are INTERRUPTED. Returns (released, interrupted)."""
+    """At shutdown: persisted rows go back to PENDING with no owner (a live instance's next tick
+    claims them); non-persisted ones are INTERRUPTED. Returns (released, interrupted).
+
+    Each attempt that was running gets its attempt row first (status "released", or
+    "interrupted" for a task that is not re-run), in this same transaction.
+    """
+    _record_shutdown_attempts(connection, owner=owner, now=now)
     released = connection.execute(
         update(TASKS)
         .where(TASKS.c.owner == owner, TASKS.c.status.in_(ACTIVE), TASKS.c.persist.is_(True))
-        .values(status=TaskStatus.PENDING.value, owner=None, lease_expires_at=None, updated_at=now)
+        .values(status=TaskStatus.PENDING.value, owner=None, lease_expires_at=now, updated_at=now)
     ).rowcount
     interrupted = connection.execute(
         update(TASKS)
@@ -117,6 +171,55 @@ def release(connection: Connection, *, owner: str, now: datetime) -> tuple[int, 
         .values(status=TaskStatus.INTERRUPTED.value, finished_at=now, updated_at=now, owner=None)
     ).rowcount
     return released, interrupted
+
+
+def _record_shutdown_attempts(connection: Connection, *, owner: str, now: datetime) -> int:
+    """One attempt row per attempt this owner was running, copied from the task rows in one statement."""
+    persisted = TASKS.c.persist.is_(True)
+    columns = {
+        "task_id": TASKS.c.id,
+        "number": TASKS.c.attempt,
+        "owner": TASKS.c.owner,
+        "status": case((persisted, ATTEMPT_RELEASED), else_=TaskStatus.INTERRUPTED.value),
+        "started_at": TASKS.c.started_at,
+        "finished_at": literal(now, UTCDateTime()),
+        "duration": null(),
+        "error_type": literal(SHUTDOWN_ERROR),
+        "error_message": case(
+            (persisted, literal(f"{SHUT_DOWN}; the task went back to pending to run again")),
+            else_=literal(f"{SHUT_DOWN}; the task is not persisted, so it is not run again"),
+        ),
+    }
+    statement = insert(ATTEMPTS).from_select(
+        list(columns),
+        select(*columns.values()).where(TASKS.c.owner == owner, TASKS.c.status == TaskStatus.RUNNING.value),
+    )
+    return connection.execute(statement).rowcount
+
+
+def released_ids(connection: Connection, *, limit: int, names: Collection[str] | None = None) -> list[str]:
+    """Persisted rows waiting with no owner (of `names`), oldest first, read from their small index."""
+    if connection.dialect.name == "sqlite":
+        # SQLite's planner prefers the status index, which holds every pending row (the whole
+        # backlog), to the partial one: name it.
+        where = "" if names is None else " AND name IN :names"
+        statement: Any = text(
+            f"SELECT id FROM taskflow_tasks INDEXED BY {UNOWNED_INDEX} "
+            f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY created_at LIMIT :limit"
+        )
+        values: dict[str, Any] = {"limit": limit}
+        if names is not None:
+            statement = statement.bindparams(bindparam("names", expanding=True))
+            values["names"] = list(names)
+        return [row.id for row in connection.execute(statement, values)]
+    runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
+    query = (
+        select(TASKS.c.id)
+        .where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable)
+        .order_by(TASKS.c.created_at)
+        .limit(limit)
+    )
+    return [row.id for row in connection.execute(query)]
 
 
 def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -> int:
