@@ -23,6 +23,11 @@ PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
 CONTEXT: dict[str, object] = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
 
 IN_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+# `make test` runs these tests, and a `make` they start in a bake would inherit its level and
+# flags and print "make[1]: Entering directory" lines among the commands the tests read.
+for _make_variable in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+    os.environ.pop(_make_variable, None)
 # The servers the baked suites use; the baked tests create (and drop) their own databases on it.
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
