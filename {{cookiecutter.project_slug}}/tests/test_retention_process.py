@@ -17,6 +17,7 @@ from app.taskflow.store import open_store
 from app.taskflow.store.writes import TASKS
 
 from .taskflow.procs import SERVICE_ROOT, end_process, free_port, wait_until
+from .taskflow.sql import write_sql
 
 
 def finished_task(age: timedelta) -> dict[str, object]:
@@ -39,7 +40,7 @@ def test_the_service_deletes_tasks_that_finished_before_its_retention_period(tmp
     store = open_store(f"sqlite:///{database}")
     store.create_tables()
     old, recent = finished_task(timedelta(days=3)), finished_task(timedelta(days=1))
-    store.write(lambda c: c.execute(insert(TASKS), [old, recent]))
+    write_sql(store, lambda c: c.execute(insert(TASKS), [old, recent]))
     store.database.dispose()
 
     def task_ids() -> set[str]:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .models import TaskStatus, utcnow
-from .store import Store, leases
+from .store import Store
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -162,7 +162,7 @@ class LeaseKeeper:
                     await self._recover_now.wait()
 
     def _renew(self) -> int:
-        return self._store.write(lambda c: leases.renew(c, owner=self._owner, until=self.lease_until()))
+        return self._store.renew_leases(self._owner, until=self.lease_until())
 
     async def recover(self) -> int:
         """Take over other owners' expired work until none is left; returns how many rows were taken."""
@@ -176,9 +176,7 @@ class LeaseKeeper:
                 self._on_recovered(rows)
             if len(rows) < RECOVERY_BATCH:
                 break
-        interrupted = await asyncio.to_thread(
-            lambda: self._store.write(lambda c: leases.interrupt_orphans(c, owner=self._owner, now=utcnow()))
-        )
+        interrupted = await asyncio.to_thread(self._store.interrupt_orphans, self._owner)
         if recovered or interrupted:
             logger.warning(
                 "taskflow: took over %d persisted task(s) no running instance held (%d of them quarantined after "
@@ -196,9 +194,7 @@ class LeaseKeeper:
         if names is not None and not names:
             return 0
         # A read first: an idle tick must not take SQLite's write lock.
-        found = await asyncio.to_thread(
-            lambda: self._store.read(lambda c: leases.released_ids(c, limit=1, names=names))
-        )
+        found = await asyncio.to_thread(lambda: self._store.released_ids(limit=1, names=names))
         if not found:
             return 0
         rows = await asyncio.to_thread(self._take_batch, True)
@@ -211,26 +207,22 @@ class LeaseKeeper:
         """Bring dead processes' intake rows into the task table, and end dead local owners'
         leases, so the take-over finds both."""
         self._store.adopt_intake_files(stale_after=self._lease.total_seconds())
-        live = self._store.read(lambda c: leases.live_owners(c, now=utcnow()))
+        live = self._store.live_owners()
         dead = dead_local_owners(live, me=self._owner)
         if dead:  # else no write transaction (a lock on SQLite) for nothing
-            self._store.write(lambda c: leases.expire_owners(c, owners=dead, now=utcnow()))
+            self._store.expire_owners(dead)
 
     def _take_batch(self, released_only: bool = False) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
-        return self._store.write(
-            lambda c: leases.take_over_expired(
-                c,
-                owner=self._owner,
-                now=utcnow(),
-                until=self.lease_until(),
-                limit=RECOVERY_BATCH,
-                max_recoveries=self._max_recoveries,
-                names=names,
-                released_only=released_only,
-            )
+        return self._store.take_over_expired(
+            self._owner,
+            until=self.lease_until(),
+            limit=RECOVERY_BATCH,
+            max_recoveries=self._max_recoveries,
+            names=names,
+            released_only=released_only,
         )
 
     async def _hand_back_lost(self) -> int:
@@ -244,16 +236,12 @@ class LeaseKeeper:
         if self._holds is None:
             return 0
         before = utcnow() - self._lease
-        owned = await asyncio.to_thread(
-            lambda: self._store.read(lambda c: leases.owned_since(c, owner=self._owner, before=before))
-        )
+        owned = await asyncio.to_thread(lambda: self._store.owned_unchanged_since(self._owner, before=before))
         suspects = {task_id for task_id in owned if not self._holds(task_id)}
         lost, self._suspects = sorted(suspects & self._suspects), suspects
         if not lost:
             return 0
-        disowned = await asyncio.to_thread(
-            lambda: self._store.write(lambda c: leases.disown(c, owner=self._owner, task_ids=lost, before=before))
-        )
+        disowned = await asyncio.to_thread(lambda: self._store.disown(self._owner, lost, before=before))
         if disowned:
             logger.error(
                 "taskflow: %d task(s) owned here had no job (lost after an ambiguous database write); "
@@ -265,10 +253,10 @@ class LeaseKeeper:
         return disowned
 
     def release(self) -> tuple[int, int]:
-        return self._store.write(lambda c: leases.release(c, owner=self._owner, now=utcnow()))
+        return self._store.release_leases(self._owner)
 
     def cancel_requests(self) -> list[str]:
-        return self._store.read(lambda c: leases.cancel_requests(c, owner=self._owner))
+        return self._store.cancel_requests(self._owner)
 
 
 class _Outage:

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from .events import EventBus
 from .models import TaskStatus, utcnow
-from .store import Store, queries
+from .store import Store
 
 WINDOW = 2000  # newest finished tasks per final status that durations and throughput look at
 THROUGHPUT_MINUTES = 30
@@ -75,13 +75,8 @@ def _duration(row: object) -> float | None:
 def compute_snapshot(store: Store, *, window: int = WINDOW, now: datetime | None = None) -> MetricsSnapshot:
     now = now or utcnow()
 
-    def read(connection):  # type: ignore[no-untyped-def]
-        counts = queries.status_counts(connection)
-        success = queries.recent_finished(connection, TaskStatus.SUCCESS, limit=window)
-        failed = queries.recent_finished(connection, TaskStatus.FAILED, limit=window)
-        return counts, success, failed
-
-    counts, success_rows, failed_rows = store.read(read)
+    snapshot = store.status_snapshot(window=window)
+    counts, success_rows, failed_rows = snapshot.counts, snapshot.succeeded, snapshot.failed
     finished = counts[TaskStatus.SUCCESS.value] + counts[TaskStatus.FAILED.value]
 
     by_name: dict[str, list[float]] = {}

@@ -189,5 +189,30 @@ class AuditEntry(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class AdminLoginFailure(SQLModel, table=True):
+    """Failed admin logins of one user name or client address in the current window (its key is a hash)."""
+
+    __tablename__ = "taskflow_admin_login_failures"
+
+    key: str = Field(primary_key=True, max_length=80)
+    failures: int
+    window_start: float = Field(index=True)  # time.time() of the window's first failure
+
+
+class AdminRevokedSession(SQLModel, table=True):
+    """An admin session ended by logout (its id hashed), kept until it would have expired anyway."""
+
+    __tablename__ = "taskflow_admin_revoked_sessions"
+
+    session_id: str = Field(primary_key=True, max_length=80)
+    expires_at: float = Field(index=True)  # time.time() when the session would have ended
+
+
 # In the database. TaskIntake's table lives in each process's intake file (store/intake.py).
-TASKFLOW_TABLES = [TaskRecord.__table__, TaskAttempt.__table__, AuditEntry.__table__]  # type: ignore[attr-defined]
+TASKFLOW_TABLES = [
+    TaskRecord.__table__,  # type: ignore[attr-defined]
+    TaskAttempt.__table__,  # type: ignore[attr-defined]
+    AuditEntry.__table__,  # type: ignore[attr-defined]
+    AdminLoginFailure.__table__,  # type: ignore[attr-defined]
+    AdminRevokedSession.__table__,  # type: ignore[attr-defined]
+]

@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import func, or_, select
 
-from .models import TaskStatus, utcnow
+from .models import utcnow
 from .store import Store
-from .store.writes import TASKS
 
 # Seconds, from a no-op task to an hour-long report.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -137,12 +135,7 @@ class OldestPending(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = utcnow()
-        due_since = func.coalesce(TASKS.c.next_run_at, TASKS.c.created_at)
-        query = select(func.min(due_since)).where(
-            TASKS.c.status == TaskStatus.PENDING.value,
-            or_(TASKS.c.next_run_at.is_(None), TASKS.c.next_run_at <= now),
-        )
-        oldest = self._store().read(lambda connection: connection.execute(query).scalar())
+        oldest = self._store().oldest_due_pending(now)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         yield GaugeMetricFamily(
             "taskflow_oldest_pending_age_seconds",

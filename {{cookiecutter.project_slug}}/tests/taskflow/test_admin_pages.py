@@ -17,6 +17,7 @@ from app.taskflow.models import utcnow
 from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, VIEWER, wait_for_status
+from .sql import write_sql
 
 XSS = "<script>alert('x')</script>"
 XSS_ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
@@ -153,7 +154,7 @@ async def test_task_page_and_api_list_an_attempt_cut_short_by_a_crash(make_manag
     row = {"id": task_id, "name": "ok", "status": TaskStatus.RUNNING.value, "persist": True, "attempt": 1}
     row |= {"arguments": '{"args": [], "kwargs": {}}'}
     row |= {"owner": gone, "started_at": began, "lease_expires_at": began, "created_at": began, "updated_at": began}
-    manager.store.write(lambda c: c.execute(insert(TASKS), [row]))
+    write_sql(manager.store, lambda c: c.execute(insert(TASKS), [row]))
     async with client_for(app, auth=ADMIN) as client:
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
         page = (await client.get(f"/tasks/dashboard/tasks/{task_id}")).text

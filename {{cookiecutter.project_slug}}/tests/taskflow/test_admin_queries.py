@@ -17,6 +17,8 @@ from app.taskflow.models import TaskRecord
 from app.taskflow.store import TaskFilter, queries
 from app.taskflow.store import leases as lease_sql
 
+from .sql import write_sql
+
 ROWS = 2000
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -39,9 +41,9 @@ def store(database_url: str) -> Iterator[Any]:
         }
         for n in range(ROWS)
     ]
-    store.write(lambda c: c.execute(insert(TaskRecord.__table__), rows))  # type: ignore[attr-defined]
+    write_sql(store, lambda c: c.execute(insert(TaskRecord.__table__), rows))  # type: ignore[attr-defined]
     if store.dialect == "postgresql":
-        store.write(lambda c: c.exec_driver_sql("ANALYZE taskflow_tasks"))
+        write_sql(store, lambda c: c.exec_driver_sql("ANALYZE taskflow_tasks"))
     yield store
     store.dispose()
 
@@ -78,7 +80,7 @@ def plan(store: Any, query: Callable[[Connection], Any]) -> str:
         rows = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters).fetchall()
         return "\n".join(str(row[0]) for row in rows).lower()
 
-    return store.write(explain)
+    return write_sql(store, explain)
 
 
 LISTS = {
@@ -132,8 +134,10 @@ def test_every_ticks_probe_for_released_tasks_reads_only_the_index_of_unowned_ro
 
 
 def test_capped_count_stops_at_the_cap(store) -> None:
-    assert store.read(lambda c: queries.count_tasks_capped(c, TaskFilter(), cap=100)) == (100, False)
-    assert store.read(lambda c: queries.count_tasks_capped(c, TaskFilter(name="task_1"), cap=10_000)) == (286, True)
+    everything = store.summary_page(TaskFilter(), limit=1, offset=0, count_cap=100)
+    assert (everything.total, everything.exact) == (100, False)
+    one_name = store.summary_page(TaskFilter(name="task_1"), limit=1, offset=0, count_cap=10_000)
+    assert (one_name.total, one_name.exact) == (286, True)
 
 
 def test_a_status_filter_takes_the_enum_or_its_text(store: Any) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from app.taskflow import EnqueueOptions, TaskManager, TaskStatus
-from app.taskflow.store import queries
 
 from .cli_app import add, explode
 from .conftest import ManagerFactory, wait_for_status
@@ -41,7 +40,7 @@ def json_of(result: subprocess.CompletedProcess[str]) -> Any:
 
 
 def audit(manager: TaskManager, action: str) -> list[Any]:
-    entries = manager.store.read(lambda c: queries.list_audit(c, limit=50, offset=0))
+    entries = manager.store.list_audit(limit=50)
     return [entry for entry in entries if entry.action == action]
 
 

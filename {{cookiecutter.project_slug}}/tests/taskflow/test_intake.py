@@ -27,6 +27,7 @@ from app.taskflow.store.intake import IntakeFile, file_name
 from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, wait_for_status
+from .sql import read_sql, write_sql
 from .test_recovery import dead_local_owner
 
 # The intake is SQLite's: PostgreSQL commits persisted rows straight into the task table.
@@ -50,7 +51,7 @@ def count(manager: TaskManager, table: Any, task_id: str | None = None) -> int:
     statement = select(func.count()).select_from(table)
     if task_id is not None:
         statement = statement.where(table.c.id == task_id)
-    return manager.store.read(lambda c: c.execute(statement).scalar_one())
+    return read_sql(manager.store, lambda c: c.execute(statement).scalar_one())
 
 
 def intake_of(manager: TaskManager) -> IntakeFile:
@@ -132,8 +133,9 @@ async def test_a_backlog_of_short_persisted_tasks_all_succeed_and_leave_the_inta
             await asyncio.sleep(0)
         await manager.wait_idle(timeout=60)
         left = intake_of(manager).rows_left()
-        statuses = manager.store.read(
-            lambda c: dict(c.execute(select(TASKS.c.id, TASKS.c.status).where(TASKS.c.id.in_(ids))).all())
+        statuses = read_sql(
+            manager.store,
+            lambda c: dict(c.execute(select(TASKS.c.id, TASKS.c.status).where(TASKS.c.id.in_(ids))).all()),
         )
     assert sorted(runs) == list(range(500))
     assert set(statuses.values()) == {"success"}
@@ -157,7 +159,7 @@ async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -
         "lease_expires_at": now + timedelta(seconds=30),
         "updated_at": now,
     }
-    store.write(lambda c: c.execute(TASKS.insert().values(**{k: v for k, v in written.items() if k in TASKS.c})))
+    write_sql(store, lambda c: c.execute(TASKS.insert().values(**{k: v for k, v in written.items() if k in TASKS.c})))
     running = {
         **{column.name: None for column in TASKS.c},
         **moved,
@@ -221,7 +223,7 @@ async def test_a_row_moved_before_its_process_died_is_not_recovered_twice(make_m
     dead = other_process_file(manager, owner, row)
     # Its batch moved the row and the process died before deleting it from the file.
     finished = {**row, "status": "success", "persist": True, "updated_at": utcnow()}
-    manager.store.write(lambda c: c.execute(TASKS.insert().values(**finished)))
+    write_sql(manager.store, lambda c: c.execute(TASKS.insert().values(**finished)))
     die(dead)
     assert manager.store.adopt_intake_files(stale_after=0) == 0
     assert count(manager, TASKS, row["id"]) == 1
@@ -372,8 +374,9 @@ async def test_two_recoveries_at_once_move_each_dead_row_exactly_once(make_manag
     # the file waits for the next round (every half lease), which this is.
     late = one.store.adopt_intake_files(stale_after=30)
     ids = [row["id"] for row in rows]
-    in_table = one.store.read(
-        lambda c: c.execute(select(TASKS.c.id, func.count()).where(TASKS.c.id.in_(ids)).group_by(TASKS.c.id)).all()
+    in_table = read_sql(
+        one.store,
+        lambda c: c.execute(select(TASKS.c.id, func.count()).where(TASKS.c.id.in_(ids)).group_by(TASKS.c.id)).all(),
     )
     assert sum(moved) + late == 100
     assert sorted(task_id for task_id, _ in in_table) == sorted(ids)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, MetaData, String, create_engine, inspect, text
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, inspect, text
 
 from app.taskflow import TaskManager
 from app.taskflow.migrations import VERSION_TABLE, SchemaBehind, check, differences, heads, upgrade
@@ -15,6 +15,7 @@ from app.taskflow.models import TASKFLOW_TABLES
 from app.taskflow.store.engine import open_database
 
 FIRST_REVISION = "taskflow_0001"
+BEFORE_LOGIN_TABLES = "taskflow_0002"
 ADD_A_MIGRATION = 'add a migration: python -m app.taskflow.migrations revision -m "what changed"'
 
 
@@ -156,6 +157,62 @@ def test_a_database_made_before_migrations_is_adopted_and_loses_its_retired_inde
         assert "ix_taskflow_tasks_status_created" in indexes  # the one recovery and heartbeats use
         with engine.connect() as connection:  # the rows are kept
             assert connection.execute(text("SELECT actor FROM taskflow_audit")).scalars().all() == ["ann"]
+        assert version_rows(database_url) == sorted(heads())
+    finally:
+        engine.dispose()
+
+
+def login_tables_as_0_2_0_made_them() -> MetaData:
+    """The admin's login tables as 0.2.0 created them at first use (create_all), before a migration did."""
+    metadata = MetaData()
+    Table(
+        "taskflow_admin_login_failures",
+        metadata,
+        Column("key", String(80), primary_key=True),
+        Column("failures", Integer, nullable=False),
+        Column("window_start", Float, nullable=False, index=True),
+    )
+    Table(
+        "taskflow_admin_revoked_sessions",
+        metadata,
+        Column("session_id", String(80), primary_key=True),
+        Column("expires_at", Float, nullable=False, index=True),
+    )
+    return metadata
+
+
+def test_the_admin_login_tables_come_from_the_migrations(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        upgrade(engine)
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"taskflow_admin_login_failures", "taskflow_admin_revoked_sessions"} <= tables
+
+
+def test_a_database_whose_admin_made_its_login_tables_upgrades_and_keeps_their_rows(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        # As 0.2.0 left it: migrated to the second revision, the login tables made by the admin.
+        upgrade(engine, to=BEFORE_LOGIN_TABLES)
+        with engine.begin() as connection:
+            login_tables_as_0_2_0_made_them().create_all(connection)
+            connection.exec_driver_sql(
+                "INSERT INTO taskflow_admin_revoked_sessions (session_id, expires_at) VALUES ('session:ab', 1e12)"
+            )
+        engine.dispose()
+
+        database = open_database(database_url)
+        try:
+            upgrade(database.write_engine)  # the next start, with this version
+            assert differences(database.read_engine) == []
+        finally:
+            database.dispose()
+
+        with engine.connect() as connection:  # the rows are kept
+            kept = connection.execute(text("SELECT session_id FROM taskflow_admin_revoked_sessions")).scalars().all()
+        assert kept == ["session:ab"]
         assert version_rows(database_url) == sorted(heads())
     finally:
         engine.dispose()

@@ -25,6 +25,7 @@ from app.taskflow.store import leases as lease_sql
 from app.taskflow.store.writes import TASKS
 
 from .conftest import eventually, wait_for_status
+from .sql import write_sql
 
 GONE = "elsewhere:1:gone0000"  # another host's owner, known only by its expired leases
 ALIVE = "elsewhere:2:alive000"
@@ -48,13 +49,14 @@ def plant(manager: TaskManager, name: str, *, count: int = 1, **values: Any) -> 
         }
         for _ in range(count)
     ]
-    manager.store.write(lambda c: c.execute(insert(TASKS), rows))
+    write_sql(manager.store, lambda c: c.execute(insert(TASKS), rows))
     return [row["id"] for row in rows]
 
 
 def take_over(manager: TaskManager, owner: str, *, limit: int = 1000, max_recoveries: int = 5) -> list[Any]:
     now = utcnow()
-    return manager.store.write(
+    return write_sql(
+        manager.store,
         lambda c: lease_sql.take_over_expired(
             c,
             owner=owner,
@@ -62,7 +64,7 @@ def take_over(manager: TaskManager, owner: str, *, limit: int = 1000, max_recove
             until=now + timedelta(seconds=30),
             limit=limit,
             max_recoveries=max_recoveries,
-        )
+        ),
     )
 
 
@@ -204,7 +206,7 @@ def test_two_instances_recovering_at_once_never_take_the_same_row(make_manager, 
         owner = f"instance:{index}:{index:04d}"
         start.wait()
         while True:
-            rows = stores[index].write(lambda c: take_batch(c, owner))
+            rows = write_sql(stores[index], lambda c: take_batch(c, owner))
             # The locking sub-select runs once: re-run on conflicts, it once took 4x its limit.
             if len(rows) > 200:
                 oversized.append(len(rows))
@@ -298,8 +300,9 @@ async def test_unpersisted_rows_of_a_dead_owner_become_interrupted(make_manager)
         runs.append("ran")
 
     task_ids = plant(manager, "fleeting", count=2, persist=False)
-    manager.store.write(
-        lambda c: c.execute(update(TASKS).where(TASKS.c.id == task_ids[0]).values(status="running", attempt=1))
+    write_sql(
+        manager.store,
+        lambda c: c.execute(update(TASKS).where(TASKS.c.id == task_ids[0]).values(status="running", attempt=1)),
     )
     async with manager.lifespan():
         rows = [await wait_for_status(manager, task_id, TaskStatus.INTERRUPTED) for task_id in task_ids]

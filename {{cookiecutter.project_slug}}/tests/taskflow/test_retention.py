@@ -19,6 +19,7 @@ from app.taskflow.retention import Retention
 from app.taskflow.store.writes import ATTEMPTS, TASKS
 
 from .conftest import eventually, wait_for_status
+from .sql import read_sql, write_sql
 from .test_recovery import plant as plant_rows
 
 HOUR = timedelta(hours=1)
@@ -37,17 +38,17 @@ def plant(manager: TaskManager, status: TaskStatus, *, age: timedelta, attempts:
         for n in range(1, attempts + 1)
     ]
     if attempt_rows:
-        manager.store.write(lambda c: c.execute(insert(ATTEMPTS), attempt_rows))
+        write_sql(manager.store, lambda c: c.execute(insert(ATTEMPTS), attempt_rows))
     return task_id
 
 
 def task_ids(manager: TaskManager) -> set[str]:
-    return set(manager.store.read(lambda c: c.execute(select(TASKS.c.id)).scalars().all()))
+    return set(read_sql(manager.store, lambda c: c.execute(select(TASKS.c.id)).scalars().all()))
 
 
 def attempts_of(manager: TaskManager, task_id: str) -> int:
     statement = select(func.count()).select_from(ATTEMPTS).where(ATTEMPTS.c.task_id == task_id)
-    return manager.store.read(lambda c: c.execute(statement).scalar_one())
+    return read_sql(manager.store, lambda c: c.execute(statement).scalar_one())
 
 
 def test_finished_tasks_older_than_the_cutoff_go_with_their_attempts_and_the_rest_stay(make_manager) -> None:

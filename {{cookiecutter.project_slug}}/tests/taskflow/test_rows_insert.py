@@ -21,6 +21,8 @@ from app.taskflow.store import Store
 from app.taskflow.store.hot import HotStatement, RowsInsert
 from app.taskflow.store.writes import TASKS
 
+from .sql import read_sql, write_sql
+
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
@@ -52,17 +54,18 @@ def task_row(number: int, owner: str = "host:1:abc") -> dict[str, Any]:
 
 
 def stored(store: Store) -> dict[str, tuple[Any, ...]]:
-    rows = store.read(lambda c: c.execute(select(TASKS)).all())
+    rows = read_sql(store, lambda c: c.execute(select(TASKS)).all())
     return {row.id: tuple(row) for row in rows}
 
 
 def insert_statements(store: Store) -> list[str]:
     """Start recording the INSERT statements the write connection steps (one entry per step)."""
     steps: list[str] = []
-    store.write(
+    write_sql(
+        store,
         lambda c: c.connection.driver_connection.set_trace_callback(
             lambda sql: steps.append(sql) if sql.startswith("INSERT INTO taskflow_tasks") else None
-        )
+        ),
     )
     return steps
 
@@ -74,10 +77,10 @@ async def test_a_batch_of_hundreds_of_rows_goes_in_whole_in_a_few_statements(dat
         rows = [task_row(n) for n in range(300)]  # more than a statement's 256 rows, not a power of two
         steps = insert_statements(many.store)
         statements = many.store.statements
-        inserted = many.store.write(lambda c: statements.insert_new_rows(c, statements.new_rows(rows)))
+        inserted = write_sql(many.store, lambda c: statements.insert_new_rows(c, statements.new_rows(rows)))
         statement = one_by_one.store.statements.insert_task
         for row in rows:
-            one_by_one.store.write(lambda c, row=row: one_by_one.store.statements.run(statement, c, [row]))
+            write_sql(one_by_one.store, lambda c, row=row: one_by_one.store.statements.run(statement, c, [row]))
 
         assert inserted == 300
         # 256 + 32 + 8 + 4 rows: four steps. Row by row (an executemany) would have been 300.
@@ -99,7 +102,7 @@ async def test_statements_stay_within_the_sqlite_builds_bind_limit(database_url)
         steps = insert_statements(manager.store)
 
         params = manager.store.statements.new_rows(rows)
-        inserted = manager.store.write(lambda c: limited.execute_params(c, params))
+        inserted = write_sql(manager.store, lambda c: limited.execute_params(c, params))
 
         assert inserted == 5
         assert [sql.count("), (") + 1 for sql in steps] == [2, 2, 1]

@@ -12,6 +12,8 @@ import pytest
 from app.taskflow import TaskManager
 from app.taskflow.store.engine import SQLiteDatabase, open_database
 
+from .sql import write_sql
+
 
 def wal_frames(path: Path) -> int:
     """Frames in the WAL since it last started over (a PASSIVE checkpoint reports them)."""
@@ -39,7 +41,7 @@ async def test_commits_leave_checkpoints_to_the_checkpointer_thread(manager: Tas
         return int(connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one())
 
     # The enqueue's commit runs on the event loop: it must never copy the WAL itself.
-    assert manager.store.write(autocheckpoint) == 0
+    assert write_sql(manager.store, autocheckpoint) == 0
 
 
 def test_the_wal_starts_over_even_when_commits_land_during_the_checkpoint(tmp_path: Path) -> None:

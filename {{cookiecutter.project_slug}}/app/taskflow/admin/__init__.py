@@ -25,7 +25,7 @@ from .filters import as_utc
 from .guards import ActorDep, OpenAdminHosts
 from .headers import SecurityHeaders
 from .inputs import InputGuard
-from .limits import LoginLimit, LoginThrottle, SessionRevocations, SharedTables
+from .limits import LoginLimit, LoginThrottle, SessionRevocations
 from .session import SessionSigner
 from .templating import create_templates
 
@@ -122,9 +122,8 @@ class TaskAdmin:
         self.secret_key = secret_key or secrets.token_urlsafe(32)
         self.sessions = SessionSigner(self.secret_key, path=self.path, max_age=session_max_age)
         # Failed-login counts and ended sessions live in the task database: shared by every instance.
-        shared = SharedTables(lambda: task_manager.store)
-        self.login_throttle = LoginThrottle(shared, login_limit or LoginLimit())
-        self.revocations = SessionRevocations(shared)
+        self.login_throttle = LoginThrottle(lambda: task_manager.store, login_limit or LoginLimit())
+        self.revocations = SessionRevocations(lambda: task_manager.store)
         # Origins (scheme://host[:port]) besides the request's own host allowed to send mutations.
         self.trusted_origins = frozenset(origin.rstrip("/") for origin in trusted_origins)
         # Without credentials, actions are accepted only for these Host names (and, by default, only
@@ -197,4 +196,4 @@ class TaskAdmin:
 
     def list_page(self, task_filter: TaskFilter, limit: int, offset: int) -> tuple[list[Any], int]:
         store = self.task_manager.store
-        return store.list(task_filter, limit=limit, offset=offset), store.count(task_filter)
+        return store.list(task_filter, limit=limit, offset=offset, with_arguments=True), store.count(task_filter)

@@ -64,7 +64,7 @@ class TaskPublic(BaseModel):
         duration = None
         if row.started_at is not None and row.finished_at is not None:
             duration = max(0.0, (row.finished_at - row.started_at).total_seconds())
-        # List rows carry no arguments (see service.SUMMARY_COLUMNS): only the detail shows them.
+        # List rows carry no arguments (store.queries.SUMMARY_COLUMNS): only the detail shows them.
         stored = getattr(row, "arguments", None) if show_arguments else None
         arguments = _json(stored)
         return cls(

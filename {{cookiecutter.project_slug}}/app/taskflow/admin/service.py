@@ -10,43 +10,18 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
 from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
 from ..metrics import Insights, MetricsSnapshot
-from ..store import TaskFilter, queries
-from ..store.writes import TASKS
+from ..store import TaskFilter
 from .auth import Principal
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
 
-
-# What a list row, a fragment and the event stream show: never the big, caller-controlled text
-# columns (arguments, result, traceback; attempt logs live in another table), so a page costs
-# the same whatever the tasks were given or returned. The task page reads the whole row.
-SUMMARY_COLUMNS = [
-    column
-    for column in TASKS.c
-    if column.name not in {"arguments", "traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
-]
-
-
-def list_summaries(connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int) -> list[Any]:
-    """queries.list_tasks' page, in the same order, with the summary columns only."""
-    statement = (
-        select(*SUMMARY_COLUMNS)
-        .where(*task_filter.clauses())
-        .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(connection.execute(statement))
-
-
-def summaries_of(connection: Connection, task_ids: list[str]) -> list[Any]:
-    return list(connection.execute(select(*SUMMARY_COLUMNS).where(TASKS.c.id.in_(task_ids))))
+# A list row, a fragment and the event stream show task summaries (store.queries.SUMMARY_COLUMNS):
+# never the big, caller-controlled text columns, so a page costs the same whatever the tasks
+# were given or returned. The task page reads the whole row.
+AUDIT_ON_TASK_PAGE = 50
 
 
 class ActionRefused(Exception):
@@ -121,50 +96,40 @@ class AdminService:
     # -- reads --------------------------------------------------------------------------------
 
     async def list_page(self, task_filter: TaskFilter, *, limit: int, offset: int, count: bool = True) -> Page:
-        def read(connection: Any) -> Page:
-            # N+1 rows tell whether there is a next page without counting.
-            rows = list_summaries(connection, task_filter, limit=limit + 1, offset=offset)
-            has_more = len(rows) > limit
-            total, exact = -1, True
-            if count:
-                if self.count_cap is None:
-                    total = queries.count_tasks(connection, task_filter)
-                else:
-                    total, exact = queries.count_tasks_capped(connection, task_filter, cap=self.count_cap)
-            return Page(rows[:limit], total, exact, limit, offset, has_more)
-
+        # N+1 rows tell whether there is a next page without counting.
         # No flush() first: reads never wait for the writer; the event stream fills the gap.
-        return await asyncio.to_thread(self.manager.store.read, read)
+        found = await asyncio.to_thread(
+            lambda: self.manager.store.summary_page(
+                task_filter, limit=limit + 1, offset=offset, count=count, count_cap=self.count_cap
+            )
+        )
+        return Page(found.rows[:limit], found.total, found.exact, limit, offset, len(found.rows) > limit)
 
     async def task(self, task_id: str) -> TaskView | None:
-        def read(connection: Any) -> TaskView | None:
-            row = queries.get_task(connection, task_id)
-            if row is None:
+        def read() -> TaskView | None:
+            detail = self.manager.store.task_detail(task_id, audit_limit=AUDIT_ON_TASK_PAGE)
+            if detail is None:
                 return None
-            return TaskView(
-                row=row,
-                attempts=with_current_attempt(row, queries.list_attempts(connection, task_id)),
-                retried_as=queries.retries_of(connection, task_id),
-                audit=queries.list_audit(connection, limit=50, offset=0, task_id=task_id),
-            )
+            attempts = with_current_attempt(detail.row, detail.attempts)
+            return TaskView(row=detail.row, attempts=attempts, retried_as=detail.retried_as, audit=detail.audit)
 
-        view = await asyncio.to_thread(self.manager.store.read, read)
+        view = await asyncio.to_thread(read)
         if view is None and self.manager.running:
             # A task this instance enqueued moments ago may not be written yet: a flush writes it.
             await self.manager.flush()
-            view = await asyncio.to_thread(self.manager.store.read, read)
+            view = await asyncio.to_thread(read)
         return view
 
     async def rows(self, task_ids: list[str]) -> list[Any]:
-        return await asyncio.to_thread(self.manager.store.read, lambda c: summaries_of(c, task_ids))
+        return await asyncio.to_thread(self.manager.store.summaries, task_ids)
 
     async def audit(
         self, *, limit: int, offset: int, task_id: str | None = None, actor: str | None = None
     ) -> list[Any]:
-        def read(connection: Any) -> list[Any]:
-            return queries.list_audit(connection, limit=limit, offset=offset, task_id=task_id, actor=actor)
-
-        return await asyncio.to_thread(self.manager.store.read, read)
+        store = self.manager.store
+        return await asyncio.to_thread(
+            lambda: store.list_audit(limit=limit, offset=offset, task_id=task_id, actor=actor)
+        )
 
     async def metrics(self) -> MetricsSnapshot:
         """Counts include every task this process enqueued before the call: a cached snapshot
@@ -207,9 +172,7 @@ class AdminService:
         Returns ([(old id, new id)], [(old id, reason)]).
         """
         await self.manager.flush()
-        ids = await asyncio.to_thread(
-            self.manager.store.read, lambda c: queries.retryable_failed_ids(c, task_filter, limit=limit)
-        )
+        ids = await asyncio.to_thread(lambda: self.manager.store.retryable_failed_ids(task_filter, limit=limit))
         done: list[tuple[str, str]] = []
         refused: list[tuple[str, str]] = []
         for task_id in ids:

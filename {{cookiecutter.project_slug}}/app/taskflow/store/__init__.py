@@ -1,14 +1,33 @@
-"""The task store: SQL tables behind a small set of named operations.
+"""The task store: SQL tables behind one interface of named operations.
 
 `Store` owns the engines (see engine.py) and runs each operation in its own short transaction.
-Writes of the task lifecycle live in writes.py, lease handling in leases.py, reads in queries.py,
-and the deletion of old finished tasks in retention.py.
+Everything above it (manager, writer, runner, leases, retention, admin, metrics, cli) calls
+these operations and never builds SQL: the SQL lives in this package's modules, the lifecycle
+writes in writes.py, lease handling in leases.py, reads in queries.py, admin logins in
+logins.py and the deletion of old finished tasks in retention.py.
+
+The operations, by group:
+
+- schema: create_tables, check_schema, dispose
+- enqueue: insert_task, insert_intake, open_intake, close_intake, adopt_intake_files,
+  find_by_idempotency_key, apply (a batch of outcomes, claims and new rows)
+- control: cancel_pending, request_cancel, delete_finished_before, add_audit
+- leases: renew_leases, take_over_expired, interrupt_orphans, released_ids, live_owners,
+  expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
+- reads: get, list, count, attempts
+- admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
+- admin logins: login_failures, count_login_failure, clear_login_failures, revoke_session,
+  is_session_revoked
+- metrics: status_snapshot, oldest_due_pending
+
+`reading()` and `writing()` hand out a raw connection for tests and one-off maintenance;
+taskflow's own modules outside this package never use them (tests/taskflow/test_store_interface.py).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -22,9 +41,9 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import intake, leases, queries, retention
+from . import intake, leases, logins, queries, retention
 from .engine import Database, open_database
-from .queries import TaskFilter
+from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
 from .writes import INTAKE_SEQ, TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
 T = TypeVar("T")
@@ -36,11 +55,12 @@ __all__ = [
     "DuplicateTask",
     "Finish",
     "Progress",
+    "StatusSnapshot",
     "Store",
+    "SummaryPage",
+    "TaskDetail",
     "TaskFilter",
-    "leases",
     "open_store",
-    "queries",
 ]
 
 
@@ -73,11 +93,11 @@ class Store:
         with self.database.serialised(), self.database.read_engine.connect() as connection:
             yield connection
 
-    def write(self, operation: Callable[[Connection], T]) -> T:
+    def _write(self, operation: Callable[[Connection], T]) -> T:
         with self.writing() as connection:
             return operation(connection)
 
-    def read(self, operation: Callable[[Connection], T]) -> T:
+    def _read(self, operation: Callable[[Connection], T]) -> T:
         with self.reading() as connection:
             return operation(connection)
 
@@ -112,7 +132,7 @@ class Store:
         except IntegrityError:
             key = row.get("idempotency_key")
             stored = key and storable_text(key, TEXT_LIMITS["idempotency_key"])
-            existing = stored and self.read(lambda c: queries.find_by_idempotency_key(c, stored))
+            existing = stored and self._read(lambda c: queries.find_by_idempotency_key(c, stored))
             if existing:
                 raise DuplicateTask(existing) from None
             raise
@@ -159,21 +179,21 @@ class Store:
         for orphan in orphans:
             rows = orphan.rows()
             if rows:
-                moved += self.write(partial(leases.insert_adopted, rows=rows))
+                moved += self._write(partial(leases.insert_adopted, rows=rows))
             orphan.discard()
         return moved
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         # Looked up as it was stored (made storable on its way in).
         stored = storable_text(key, TEXT_LIMITS["idempotency_key"])
-        return self.read(lambda c: queries.find_by_idempotency_key(c, stored))
+        return self._read(lambda c: queries.find_by_idempotency_key(c, stored))
 
     def apply(self, batch: Batch, *, owner: str) -> BatchResult:
         # The new rows' driver form is made before the transaction, which holds up this
         # process's other writes (persisted enqueues on the event loop) while it runs.
         new_rows = self.statements.new_rows(batch.inserts)
         now = utcnow()
-        result = self.write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
+        result = self._write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
         moved = [row[INTAKE_SEQ] for row in batch.inserts if INTAKE_SEQ in row]
         if moved and self.intake is not None:
             self.intake.remove(moved)
@@ -189,7 +209,7 @@ class Store:
             .where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.PENDING.value)
             .values(status=TaskStatus.CANCELLED.value, finished_at=now, updated_at=now, cancel_requested=True)
         )
-        return self.write(lambda c: c.execute(statement).rowcount == 1)
+        return self._write(lambda c: c.execute(statement).rowcount == 1)
 
     def request_cancel(self, task_id: str) -> bool:
         """Flag a RUNNING row; its owner's control loop cancels it."""
@@ -198,29 +218,159 @@ class Store:
             .where(TASKS.c.id == task_id, TASKS.c.status == TaskStatus.RUNNING.value)
             .values(cancel_requested=True, updated_at=utcnow())
         )
-        return self.write(lambda c: c.execute(statement).rowcount == 1)
+        return self._write(lambda c: c.execute(statement).rowcount == 1)
 
     def delete_finished_before(self, cutoff: datetime, *, limit: int) -> int:
         """Delete up to `limit` of the oldest tasks finished before `cutoff` (see retention.py)."""
-        return self.write(lambda c: retention.delete_finished_before(c, cutoff=cutoff, limit=limit))
+        return self._write(lambda c: retention.delete_finished_before(c, cutoff=cutoff, limit=limit))
 
     def add_audit(self, *, actor: str, action: str, task_id: str | None, detail: str | None = None) -> None:
         row = {"at": utcnow(), "actor": actor, "action": action, "task_id": task_id, "detail": detail}
-        self.write(lambda c: c.execute(insert(AuditEntry.__table__).values(**row)))  # type: ignore[attr-defined]
+        self._write(lambda c: c.execute(insert(AuditEntry.__table__).values(**row)))  # type: ignore[attr-defined]
+
+    # -- leases (leases.py) --------------------------------------------------------------------
+
+    def renew_leases(self, owner: str, *, until: datetime) -> int:
+        """Extend every active lease `owner` holds to `until`; returns how many rows."""
+        return self._write(lambda c: leases.renew(c, owner=owner, until=until))
+
+    def take_over_expired(
+        self,
+        owner: str,
+        *,
+        until: datetime,
+        limit: int,
+        max_recoveries: int,
+        names: Collection[str] | None = None,
+        released_only: bool = False,
+    ) -> builtins.list[Any]:
+        """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired)."""
+        now = utcnow()
+        return self._write(
+            lambda c: leases.take_over_expired(
+                c,
+                owner=owner,
+                now=now,
+                until=until,
+                limit=limit,
+                max_recoveries=max_recoveries,
+                names=names,
+                released_only=released_only,
+            )
+        )
+
+    def interrupt_orphans(self, owner: str) -> int:
+        """Other owners' non-persisted rows whose lease expired become INTERRUPTED; returns how many."""
+        now = utcnow()
+        return self._write(lambda c: leases.interrupt_orphans(c, owner=owner, now=now))
+
+    def released_ids(self, *, limit: int, names: Collection[str] | None = None) -> builtins.list[str]:
+        """Persisted PENDING rows nobody owns (of `names`), oldest first: a read, no write lock."""
+        return self._read(lambda c: leases.released_ids(c, limit=limit, names=names))
+
+    def live_owners(self) -> builtins.list[str]:
+        """Owners holding an unexpired lease on an active row."""
+        now = utcnow()
+        return self._read(lambda c: leases.live_owners(c, now=now))
+
+    def expire_owners(self, owners: builtins.list[str]) -> int:
+        """End the leases of owners known to be dead, so their rows can be taken over now."""
+        now = utcnow()
+        return self._write(lambda c: leases.expire_owners(c, owners=owners, now=now))
+
+    def owned_unchanged_since(self, owner: str, *, before: datetime) -> builtins.list[str]:
+        """Ids of `owner`'s active rows that have not changed since `before`."""
+        return self._read(lambda c: leases.owned_since(c, owner=owner, before=before))
+
+    def disown(self, owner: str, task_ids: builtins.list[str], *, before: datetime) -> int:
+        """Give up rows `owner` holds but no longer runs, unless they changed since `before`."""
+        return self._write(lambda c: leases.disown(c, owner=owner, task_ids=task_ids, before=before))
+
+    def release_leases(self, owner: str) -> tuple[int, int]:
+        """At shutdown: persisted rows back to PENDING with no owner, the others INTERRUPTED.
+        Returns (released, interrupted)."""
+        now = utcnow()
+        return self._write(lambda c: leases.release(c, owner=owner, now=now))
+
+    def cancel_requests(self, owner: str) -> builtins.list[str]:
+        """Ids of `owner`'s active rows that someone asked to cancel."""
+        return self._read(lambda c: leases.cancel_requests(c, owner=owner))
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Any | None:
-        return self.read(lambda c: queries.get_task(c, task_id))
+        return self._read(lambda c: queries.get_task(c, task_id))
 
-    def list(self, task_filter: TaskFilter, *, limit: int, offset: int = 0) -> list[Any]:
-        return self.read(lambda c: queries.list_tasks(c, task_filter, limit=limit, offset=offset))
+    def list(self, task_filter: TaskFilter, *, limit: int, offset: int = 0, with_arguments: bool = False) -> list[Any]:
+        """Task summaries (queries.SUMMARY_COLUMNS, plus `arguments` if asked), newest first."""
+        return self._read(
+            lambda c: queries.list_tasks(c, task_filter, limit=limit, offset=offset, with_arguments=with_arguments)
+        )
 
     def count(self, task_filter: TaskFilter) -> int:
-        return self.read(lambda c: queries.count_tasks(c, task_filter))
+        return self._read(lambda c: queries.count_tasks(c, task_filter))
 
     def attempts(self, task_id: str) -> builtins.list[Any]:
-        return self.read(lambda c: queries.list_attempts(c, task_id))
+        return self._read(lambda c: queries.list_attempts(c, task_id))
+
+    # -- admin (queries.py) ------------------------------------------------------------------
+
+    def summary_page(
+        self, task_filter: TaskFilter, *, limit: int, offset: int, count: bool = True, count_cap: int | None = None
+    ) -> SummaryPage:
+        """Task summaries (queries.SUMMARY_COLUMNS) newest first and, with `count`, how many match
+        (at most `count_cap` + 1 rows counted when set), in one transaction."""
+        return self._read(
+            lambda c: queries.summary_page(c, task_filter, limit=limit, offset=offset, count=count, count_cap=count_cap)
+        )
+
+    def summaries(self, task_ids: builtins.list[str]) -> builtins.list[Any]:
+        """The summaries of these tasks (those that exist), in no particular order."""
+        return self._read(lambda c: queries.get_summaries(c, task_ids))
+
+    def task_detail(self, task_id: str, *, audit_limit: int = 50) -> TaskDetail | None:
+        """The whole row, its attempt rows, the tasks that retry it and its newest audit entries."""
+        return self._read(lambda c: queries.task_detail(c, task_id, audit_limit=audit_limit))
+
+    def list_audit(
+        self, *, limit: int, offset: int = 0, task_id: str | None = None, actor: str | None = None
+    ) -> builtins.list[Any]:
+        """Admin actions, newest first."""
+        return self._read(lambda c: queries.list_audit(c, limit=limit, offset=offset, task_id=task_id, actor=actor))
+
+    def retryable_failed_ids(self, task_filter: TaskFilter, *, limit: int) -> builtins.list[str]:
+        """FAILED tasks matching the filter that no task retries yet, newest first."""
+        return self._read(lambda c: queries.retryable_failed_ids(c, task_filter, limit=limit))
+
+    # -- admin logins (logins.py) ------------------------------------------------------------
+
+    def login_failures(self, keys: Collection[str]) -> builtins.list[Any]:
+        """Rows (key, failures, window_start) of these hashed keys."""
+        return self._read(lambda c: logins.login_failures(c, keys))
+
+    def count_login_failure(self, keys: Collection[str], *, now: float, window: float) -> None:
+        """One more failed login for each hashed key, in one transaction any instance sees."""
+        self._write(lambda c: logins.count_login_failure(c, keys, now=now, window=window))
+
+    def clear_login_failures(self, key: str) -> None:
+        self._write(lambda c: logins.clear_login_failures(c, key))
+
+    def revoke_session(self, session_key: str, *, now: float, expires_at: float) -> None:
+        """Record a logout (hashed session id) until the session would have expired anyway."""
+        self._write(lambda c: logins.revoke_session(c, session_key, now=now, expires_at=expires_at))
+
+    def is_session_revoked(self, session_key: str) -> bool:
+        return self._read(lambda c: logins.is_session_revoked(c, session_key))
+
+    # -- metrics (queries.py) ----------------------------------------------------------------
+
+    def status_snapshot(self, *, window: int) -> StatusSnapshot:
+        """Counts by status and the newest `window` succeeded and failed tasks, in one transaction."""
+        return self._read(lambda c: queries.status_snapshot(c, window=window))
+
+    def oldest_due_pending(self, now: datetime) -> datetime | None:
+        """Since when the longest-waiting due PENDING task has been due (None when none waits)."""
+        return self._read(lambda c: queries.oldest_due_pending(c, now=now))
 
 
 def open_store(database_url: str | None) -> Store:

@@ -19,11 +19,13 @@ from .writes import ATTEMPTS, TASKS
 
 AUDIT = AuditEntry.__table__  # type: ignore[attr-defined]
 
-# The columns a list row needs: the big text columns (arguments, traceback, result) stay on disk.
-LIST_COLUMNS = [
+# A task summary: what a list row, an admin fragment and the event stream show. Never the big,
+# caller-controlled text columns (arguments, result, traceback; attempt logs live in another
+# table), so a page costs the same whatever the tasks were given or returned.
+SUMMARY_COLUMNS = [
     column
     for column in TASKS.c
-    if column.name not in {"traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
+    if column.name not in {"arguments", "traceback", "result", "lease_expires_at", "cancel_requested", "updated_at"}
 ]
 
 
@@ -76,10 +78,39 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def list_tasks(connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int) -> list[Any]:
-    """Newest first; ties broken by id so pages are stable."""
+@dataclass(frozen=True)
+class SummaryPage:
+    rows: list[Any]  # summaries, newest first
+    total: int  # matching tasks; -1 when not counted
+    exact: bool  # False when the count stopped at the cap
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """A task's whole row with what its page shows beside it, read in one transaction."""
+
+    row: Any
+    attempts: list[Any]
+    retried_as: list[str]
+    audit: list[Any]
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Counts by status and the newest finished tasks: what the metrics are computed from."""
+
+    counts: dict[str, int]
+    succeeded: list[Any]
+    failed: list[Any]
+
+
+def list_tasks(
+    connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int, with_arguments: bool = False
+) -> list[Any]:
+    """Summaries (with the arguments if asked), newest first; ties broken by id so pages are stable."""
+    columns = [*SUMMARY_COLUMNS, TASKS.c.arguments] if with_arguments else SUMMARY_COLUMNS
     statement = (
-        select(*LIST_COLUMNS)
+        select(*columns)
         .where(*task_filter.clauses())
         .order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc())
         .limit(limit)
@@ -105,10 +136,36 @@ def get_task(connection: Connection, task_id: str) -> Any | None:
     return connection.execute(select(TASKS).where(TASKS.c.id == task_id)).first()
 
 
-def get_tasks(connection: Connection, task_ids: list[str]) -> list[Any]:
+def get_summaries(connection: Connection, task_ids: list[str]) -> list[Any]:
+    """The summaries of these tasks (those that exist), in no particular order."""
     if not task_ids:
         return []
-    return list(connection.execute(select(*LIST_COLUMNS).where(TASKS.c.id.in_(task_ids))))
+    return list(connection.execute(select(*SUMMARY_COLUMNS).where(TASKS.c.id.in_(task_ids))))
+
+
+def summary_page(
+    connection: Connection, task_filter: TaskFilter, *, limit: int, offset: int, count: bool, count_cap: int | None
+) -> SummaryPage:
+    """A page of summaries and, with `count`, how many tasks match (capped when `count_cap` is set)."""
+    rows = list_tasks(connection, task_filter, limit=limit, offset=offset)
+    if not count:
+        return SummaryPage(rows, -1, True)
+    if count_cap is None:
+        return SummaryPage(rows, count_tasks(connection, task_filter), True)
+    total, exact = count_tasks_capped(connection, task_filter, cap=count_cap)
+    return SummaryPage(rows, total, exact)
+
+
+def task_detail(connection: Connection, task_id: str, *, audit_limit: int) -> TaskDetail | None:
+    row = get_task(connection, task_id)
+    if row is None:
+        return None
+    return TaskDetail(
+        row=row,
+        attempts=list_attempts(connection, task_id),
+        retried_as=retries_of(connection, task_id),
+        audit=list_audit(connection, limit=audit_limit, offset=0, task_id=task_id),
+    )
 
 
 def find_by_idempotency_key(connection: Connection, key: str) -> str | None:
@@ -133,12 +190,6 @@ def status_counts(connection: Connection) -> dict[str, int]:
     return counts
 
 
-def average_duration(connection: Connection) -> float | None:
-    statement = select(func.avg(ATTEMPTS.c.duration)).where(ATTEMPTS.c.status == TaskStatus.SUCCESS.value)
-    value = connection.execute(statement).scalar_one()
-    return None if value is None else float(value)
-
-
 def recent_finished(connection: Connection, status: TaskStatus, *, limit: int) -> list[Any]:
     """The newest `limit` tasks in one final status: the bounded window metrics are computed over.
 
@@ -151,6 +202,25 @@ def recent_finished(connection: Connection, status: TaskStatus, *, limit: int) -
         .limit(limit)
     )
     return list(connection.execute(statement))
+
+
+def status_snapshot(connection: Connection, *, window: int) -> StatusSnapshot:
+    return StatusSnapshot(
+        counts=status_counts(connection),
+        succeeded=recent_finished(connection, TaskStatus.SUCCESS, limit=window),
+        failed=recent_finished(connection, TaskStatus.FAILED, limit=window),
+    )
+
+
+def oldest_due_pending(connection: Connection, *, now: datetime) -> datetime | None:
+    """Since when the longest-waiting due PENDING task has been due (None when none waits)."""
+    due_since = func.coalesce(TASKS.c.next_run_at, TASKS.c.created_at)
+    statement = select(func.min(due_since)).where(
+        TASKS.c.status == TaskStatus.PENDING.value,
+        or_(TASKS.c.next_run_at.is_(None), TASKS.c.next_run_at <= now),
+    )
+    oldest: datetime | None = connection.execute(statement).scalar()
+    return oldest
 
 
 def retryable_failed_ids(connection: Connection, task_filter: TaskFilter, *, limit: int) -> list[str]:
