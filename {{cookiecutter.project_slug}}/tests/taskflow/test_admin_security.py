@@ -217,9 +217,8 @@ async def test_viewer_can_read_but_every_mutation_is_forbidden(make_manager, mak
 async def _retries(manager: Any, task_id: str) -> list[str]:
     import asyncio
 
-    from app.taskflow.store import queries
-
-    return await asyncio.to_thread(manager.store.read, lambda c: queries.retries_of(c, task_id))
+    detail = await asyncio.to_thread(manager.store.task_detail, task_id)
+    return [] if detail is None else list(detail.retried_as)
 
 
 @pytest.mark.parametrize(
