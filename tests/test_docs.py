@@ -74,7 +74,7 @@ def _documented_fields(table_heading: str) -> set[str]:
 def test_admin_docs_list_every_field_a_page_row_and_a_filter_have(baked: Callable[[Options], Path]) -> None:
     script = (
         "import dataclasses, json\n"
-        "from app.taskflow.admin.service import SUMMARY_COLUMNS\n"
+        "from app.taskflow.store.queries import SUMMARY_COLUMNS\n"
         "from app.taskflow.store import TaskFilter\n"
         "print(json.dumps([[c.name for c in SUMMARY_COLUMNS], [f.name for f in dataclasses.fields(TaskFilter)]]))\n"
     )

@@ -228,7 +228,7 @@ class Store:
         row = {"at": utcnow(), "actor": actor, "action": action, "task_id": task_id, "detail": detail}
         self._write(lambda c: c.execute(insert(AuditEntry.__table__).values(**row)))  # type: ignore[attr-defined]
 
-    # -- leases (leases.py) --------------------------------------------------------------------
+    # -- leases (leases.py) ------------------------------------------------------------------
 
     def renew_leases(self, owner: str, *, until: datetime) -> int:
         """Extend every active lease `owner` holds to `until`; returns how many rows."""
