@@ -59,7 +59,8 @@ def plant(manager: TaskManager, count: int) -> None:
         }
         for _ in range(count)
     ]
-    manager.store.write(lambda c: c.execute(insert(TASKS), rows))
+    with manager.store.writing() as connection:
+        connection.execute(insert(TASKS), rows)
 
 
 def finished_counts(manager: TaskManager) -> tuple[int, int, int]:
@@ -67,7 +68,8 @@ def finished_counts(manager: TaskManager) -> tuple[int, int, int]:
     mine = func.count().filter(TASKS.c.owner == manager.owner)
     started = func.count(TASKS.c.started_at)
     succeeded = func.count().filter(TASKS.c.status == TaskStatus.SUCCESS.value)
-    row = manager.store.read(lambda c: c.execute(select(mine, started, succeeded).select_from(TASKS)).one())
+    with manager.store.reading() as connection:
+        row = connection.execute(select(mine, started, succeeded).select_from(TASKS)).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 

@@ -177,7 +177,8 @@ async def drive(app: FastAPI, requests: int, concurrency: int, interleave: bool 
 
 def succeeded(manager: TaskManager) -> int:
     statement = select(func.count()).select_from(TaskRecord).where(TaskRecord.status == TaskStatus.SUCCESS.value)
-    return manager.store.read(lambda c: c.execute(statement).scalar_one())
+    with manager.store.reading() as connection:
+        return int(connection.execute(statement).scalar_one())
 
 
 async def timed_plain(requests: int, concurrency: int, app: FastAPI | None = None, interleave: bool = False) -> float:
