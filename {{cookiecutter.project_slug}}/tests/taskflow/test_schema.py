@@ -8,7 +8,7 @@ def test_sqlite_times_are_written_in_the_text_form_sqlalchemy_reads() -> None:
 
     from sqlalchemy.dialects import sqlite
 
-    from app.taskflow.store.engine import _sqlite_time
+    from app.taskflow.store.sqlite import _sqlite_time
 
     to_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
     moments = [
