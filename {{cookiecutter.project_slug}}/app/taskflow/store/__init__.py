@@ -51,7 +51,6 @@ T = TypeVar("T")
 __all__ = [
     "Batch",
     "BatchResult",
-    "DuplicateTask",
     "Finish",
     "NewRows",
     "Progress",
@@ -61,14 +60,6 @@ __all__ = [
     "open_store",
     "queries",
 ]
-
-
-class DuplicateTask(Exception):
-    """A task with this idempotency key exists already."""
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(task_id)
-        self.task_id = task_id
 
 
 class NewRows(Protocol):
@@ -147,15 +138,12 @@ class Store:
         elif writer is not None and key is None and (not row["persist"] or self.database.record_durably(row)):
             writer.insert(row)
         else:
-            try:
-                self._commit_new(row)
-            except DuplicateTask as duplicate:
-                return duplicate.task_id
+            return self._commit_new(row)
         return str(row["id"])
 
-    def _commit_new(self, row: dict[str, Any]) -> None:
-        """Insert a new row, committed before returning. Raises DuplicateTask when the
-        idempotency key is taken."""
+    def _commit_new(self, row: dict[str, Any]) -> str:
+        """Insert a new row, committed before returning. Returns its id or, when its idempotency
+        key was taken since the lookup, the id of the task that holds it."""
         try:
             statement = self.statements.insert_task
             self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
@@ -164,8 +152,9 @@ class Store:
             stored = key and storable_text(key, TEXT_LIMITS["idempotency_key"])
             existing = stored and self.read(lambda c: queries.find_by_idempotency_key(c, stored))
             if existing:
-                raise DuplicateTask(existing) from None
+                return str(existing)
             raise
+        return str(row["id"])
 
     def adopt_intake_files(self, *, stale_after: float) -> int:
         """Move the new rows dead processes kept outside the task table into it (pending, no
