@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 
 from app.taskflow import TaskManager
-from app.taskflow.models import TaskRecord, TaskStatus, utcnow
+from app.taskflow.models import TaskRecord, TaskStatus, new_task_row, utcnow
 from tests.taskflow.services import postgres_database, postgres_reachable
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
@@ -46,17 +46,9 @@ def plant(manager: TaskManager, count: int) -> None:
     now = utcnow()
     expired = now - timedelta(seconds=1)
     rows = [
-        {
-            "id": str(uuid.uuid4()),
-            "name": "noop",
-            "status": TaskStatus.PENDING.value,
-            "arguments": '{"args":[],"kwargs":{}}',
-            "persist": True,
-            "owner": GONE,
-            "lease_expires_at": expired,
-            "created_at": now,
-            "updated_at": now,
-        }
+        new_task_row(
+            id=str(uuid.uuid4()), name="noop", persist=True, owner=GONE, lease_expires_at=expired, created_at=now
+        )
         for _ in range(count)
     ]
     with manager.store.writing() as connection:

@@ -411,9 +411,10 @@ async def intake_comparison(args: argparse.Namespace, folder: Path) -> None:
         (("intake", True, True), ("no intake", False, True), ("no commit", True, True), ("persist=False", True, False))
     ):
         manager = TaskManager(database_url=f"sqlite:///{folder / f'compare-{number}.db'}")
-        manager.store.database.uses_intake = intake  # type: ignore[misc]
+        if not intake:  # committed into the task table in the request, as PostgreSQL does
+            manager.store.database.record_durably = _not_kept  # type: ignore[method-assign]
         if label == "no commit":
-            manager.store.insert_intake = _not_committed  # type: ignore[method-assign]
+            manager.store.database.record_durably = _held_without_commit  # type: ignore[method-assign]
         variants[label] = (manager, managed_app(manager, manager.task(name="noop", persist=persist)(noop)))
     floor = floor_app(folder / "compare-floor.db")
     rates: dict[str, list[float]] = {"plain": [], "floor": [], **{label: [] for label in variants}}
@@ -437,8 +438,14 @@ async def intake_comparison(args: argparse.Namespace, folder: Path) -> None:
     )
 
 
-def _not_committed(row: dict[str, object]) -> None:
-    """Store.insert_intake for the "no commit" measurement: nothing written, no intake seq kept."""
+def _not_kept(row: dict[str, object]) -> bool:
+    """Database.record_durably for the "no intake" measurement: the row is committed to the task table."""
+    return False
+
+
+def _held_without_commit(row: dict[str, object]) -> bool:
+    """Database.record_durably for the "no commit" measurement: held by the writer, written nowhere."""
+    return True
 
 
 async def main() -> None:

@@ -21,13 +21,13 @@ from .config import TaskflowConfig
 from .events import EventBus, TaskEvent
 from .hooks import Hook, Hooks, TaskOutcome
 from .leases import new_owner_id
-from .models import TaskRecord, TaskStatus, utcnow
+from .models import TaskStatus, new_task_row, utcnow
 from .options import TaskOptions
 from .policy import RetryPolicy
 from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
-from .store import DuplicateTask, Store, open_store
+from .store import Store, open_store
 from .task_metrics import TaskMetrics
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("taskflow")
 
-_PENDING = TaskStatus.PENDING.value  # read per enqueue: an enum member's .value is a descriptor call
 # How much longer than write_behind a cancel of a task no table has yet waits for it (another
 # instance may hold it, not yet written), and how often it looks.
 UNWRITTEN_GRACE = 1.0
@@ -214,35 +213,19 @@ class TaskManager:
             )
         plain = spec.signature.dump(spec.name, args, kwargs or {}, max_bytes=self.config.max_argument_bytes)
         not_before = None if options.delay is None and options.eta is None else options.not_before()
-        key = options.idempotency_key
-        if key is not None:
-            existing = self.store.find_by_idempotency_key(key)
-            if existing is not None:
-                return existing
-        if options.session is not None and self.store.dialect == "sqlite" and self.config.database_url is None:
-            raise ValueError("transactional enqueue (session=...) needs a database store, not the in-memory one")
-        task_id = new_task_id()
-        row = self._pending_row(
-            runtime, spec, task_id, argument_codec.encode(plain), idempotency_key=key, next_run_at=not_before
+        row = self._new_row(
+            runtime,
+            spec,
+            argument_codec.encode(plain),
+            idempotency_key=options.idempotency_key,
+            next_run_at=not_before,
         )
-        if (
-            runtime is None
-            or key is not None
-            or options.session is not None
-            or (spec.persist and not self.store.database.uses_intake)
-        ):
-            try:
-                self.store.insert_task(row, session=options.session)
-            except DuplicateTask as duplicate:
-                return duplicate.task_id
-            if runtime is None:
-                self._recorded_for_later(task_id, spec.name)
-                return task_id
-        else:
-            if spec.persist:
-                # Committed into the intake now; the writer moves it to the task table.
-                self.store.insert_intake(row)
-            runtime.writer.insert(row)
+        task_id = self.store.enqueue(row, session=options.session, writer=None if runtime is None else runtime.writer)
+        if task_id != row["id"]:
+            return task_id  # the task that holds this idempotency key already
+        if runtime is None:
+            self._recorded_for_later(task_id, spec.name)
+            return task_id
         job = Job(
             task_id=task_id,
             spec=spec,
@@ -273,29 +256,24 @@ class TaskManager:
                 name,
             )
 
-    def _pending_row(
-        self, runtime: Runtime | None, spec: TaskSpec, task_id: str, arguments: str, **extra: Any
-    ) -> dict[str, Any]:
-        """A new task row, every column present (the hot insert binds them all), owned by us.
+    def _new_row(self, runtime: Runtime | None, spec: TaskSpec, arguments: str, **values: Any) -> dict[str, Any]:
+        """A new task row owned by us, with a lease.
 
         With no runtime it has no owner and no lease, and is persisted whatever the task says:
         recovery, which runs when any manager starts on this database, takes exactly such rows.
         """
         now = utcnow()
-        return {
-            **_EMPTY_ROW,
-            "id": task_id,
-            "name": spec.name,
-            "status": _PENDING,
-            "arguments": arguments,
-            "persist": spec.persist or runtime is None,
-            "max_attempts": spec.policy.retries + 1,
-            "owner": None if runtime is None else self.owner,
-            "lease_expires_at": None if runtime is None else runtime.leases.lease_until(now),
-            "created_at": now,
-            "updated_at": now,
-            **extra,
-        }
+        return new_task_row(
+            id=new_task_id(),
+            name=spec.name,
+            arguments=arguments,
+            persist=spec.persist or runtime is None,
+            max_attempts=spec.policy.retries + 1,
+            owner=None if runtime is None else self.owner,
+            lease_expires_at=None if runtime is None else runtime.leases.lease_until(now),
+            created_at=now,
+            **values,
+        )
 
     def hand_off(self, task_ids: list[str]) -> None:
         """Give recorded jobs to the runner (thread-safe)."""
@@ -459,9 +437,8 @@ class TaskManager:
         if spec is None:
             raise TaskNotRetryable(f"no task named {row.name!r} is registered in this service")
         plain = argument_codec.decode(row.arguments)
-        new_id = new_task_id()
-        new_row = self._pending_row(runtime, spec, new_id, row.arguments, retry_of=task_id)
-        await asyncio.to_thread(self.store.insert_task, new_row)
+        new_row = self._new_row(runtime, spec, row.arguments, retry_of=task_id)
+        new_id = await asyncio.to_thread(self.store.enqueue, new_row)
         self.enqueued_total += 1
         job = Job(
             task_id=new_id,
@@ -524,19 +501,3 @@ class TaskManager:
         limit = time.monotonic() - self.config.handoff_grace
         with self._unhanded_lock:
             return [task_id for task_id, added in self._unhanded_since.items() if added < limit]
-
-
-def _empty_row() -> dict[str, Any]:
-    """Every column of the task table with the value a new task starts with.
-
-    Read from the model, so a column a team adds to TaskRecord is bound by every insert too
-    (the inserts name all columns); the values each new row sets are overwritten by it.
-    """
-    return {
-        name: field.default
-        for name, field in TaskRecord.model_fields.items()
-        if not field.is_required() and field.default_factory is None
-    }
-
-
-_EMPTY_ROW = _empty_row()

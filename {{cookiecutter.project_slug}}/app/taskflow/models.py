@@ -133,6 +133,32 @@ class TaskRecord(SQLModel, table=True):
     retry_of: str | None = Field(default=None, max_length=36)
 
 
+def _new_row_defaults() -> dict[str, Any]:
+    """Every column of taskflow_tasks with the value TaskRecord gives a new task (times apart).
+
+    Read from the model, so a column a team adds to TaskRecord is in every new row too (the
+    hot inserts bind every column).
+    """
+    return {
+        name: field.default
+        for name, field in TaskRecord.model_fields.items()
+        if not field.is_required() and field.default_factory is None
+    }
+
+
+_NEW_ROW = _new_row_defaults()
+
+
+def new_task_row(*, id: str, name: str, **values: Any) -> dict[str, Any]:
+    """A new PENDING row of taskflow_tasks, every column present: the model's defaults, then `values`.
+
+    The one place a new task row is built (enqueue, retry, intake adoption, tests, benchmarks).
+    `created_at` defaults to now and `updated_at` to `created_at`.
+    """
+    created_at = values.pop("created_at", None) or utcnow()
+    return {**_NEW_ROW, "id": id, "name": name, "created_at": created_at, "updated_at": created_at, **values}
+
+
 class TaskIntake(SQLModel, table=True):
     """A persisted task enqueued on SQLite, committed here first and moved to taskflow_tasks soon after.
 

@@ -62,7 +62,7 @@ class Runtime:
     async def create(cls, manager: TaskManager) -> Runtime:
         loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
-        await asyncio.to_thread(store.open_intake, manager.owner, stale_after=manager.config.lease_seconds)
+        await asyncio.to_thread(store.open, manager.owner, stale_after=manager.config.lease_seconds)
         runtime = cls(manager, loop)
         if manager.config.redis_url:
             redis = RedisBridge(
@@ -107,7 +107,7 @@ class Runtime:
                 released, interrupted = await asyncio.to_thread(self.leases.release)
             if released or interrupted:
                 logger.info("taskflow: released %d persisted task(s), interrupted %d", released, interrupted)
-            left = await asyncio.to_thread(manager.store.close_intake)
+            left = await asyncio.to_thread(manager.store.close)
             if left:
                 logger.warning(
                     "taskflow: %d persisted task(s) were not written to the task table; they stay in the intake "
@@ -122,7 +122,7 @@ class Runtime:
             )
             self.writer.abandon()
             # What the writer held stays in the intake file; any instance's recovery moves it.
-            await asyncio.to_thread(manager.store.close_intake)
+            await asyncio.to_thread(manager.store.close)
         except Exception:
             logger.exception("taskflow: could not release leases at shutdown; they expire on their own")
         if self.redis is not None:

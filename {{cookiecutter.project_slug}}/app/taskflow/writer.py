@@ -2,8 +2,9 @@
 
 Requests never wait for it. A task's whole life can fit in one flush: a new task's claim,
 progress and outcome are folded into its still-unwritten insert, so a short task costs one
-INSERT. A persisted task is held the same way, already committed in add_task into this
-process's intake file (SQLite; see store/intake.py), which drops it once its insert commits.
+INSERT. A persisted task is held the same way once the store made it durable outside the
+task table (SQLite's intake file; see store/__init__.py for every way a row goes in), and the
+store drops that copy once the row's insert commits.
 If the database is unreachable, the batch is kept and retried with backoff: nothing is lost.
 If it refuses a batch, each write is tried alone, and a write it still refuses is stored
 without its texts (an error says why): the writer never stops.
@@ -24,7 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from ._loops import call_in_loop
 from .models import TaskStatus, utcnow
 from .storable import TextLimit, storable_text
-from .store import INTAKE_SEQ, Batch, BatchResult, Finish, Progress, Store
+from .store import Batch, BatchResult, Finish, Progress, Store
 
 logger = logging.getLogger("taskflow.writer")
 
@@ -46,7 +47,7 @@ class Writer:
         self._lock = threading.Lock()
         self._batch = Batch()
         self._claim_waiters: dict[str, list[asyncio.Future[int | None]]] = {}
-        # New rows not written yet (non-persisted, or persisted ones in the intake). Their
+        # New rows not written yet (non-persisted, or persisted ones the store keeps durable). Their
         # claim, progress and outcome fold into them; they are written once finished, or
         # `hold_seconds` after they arrived (a persisted one that is not short: when claimed).
         self._held: dict[str, dict[str, Any]] = {}
@@ -104,6 +105,7 @@ class Writer:
     # -- queueing (thread-safe) -----------------------------------------------------------------
 
     def insert(self, row: dict[str, Any]) -> None:
+        """Hold a new row (store.enqueue hands it over) for the next batch."""
         with self._lock:
             first = not self._held
             self._held[row["id"]] = row
@@ -143,12 +145,12 @@ class Writer:
     def claims_at_once(self, task_id: str, *, short: bool) -> bool:
         """True while claim_held would claim the task at once (its row waits here unwritten)."""
         row = self._held.get(task_id)
-        return row is not None and (short or INTAKE_SEQ not in row)
+        return row is not None and (short or not row["persist"])
 
     def claim_held(self, task_id: str, *, short: bool) -> int | None:
         """Claim a task whose row is still held (not written yet): its attempt number, at once.
 
-        A persisted row (in the intake) is claimed here only for a task that is typically short:
+        A persisted row (durable outside the table) is claimed here only for a task that is typically short:
         it is then written once, finished. Any other persisted task must be RUNNING in the
         database before it starts, so a crash while it runs is counted (and a task that keeps
         killing its process is quarantined); a crashing task never finishes, so it never counts
@@ -156,7 +158,7 @@ class Writer:
         """
         with self._lock:
             row = self._held.get(task_id)
-            if row is None or row["status"] != _PENDING or (INTAKE_SEQ in row and not short):
+            if row is None or row["status"] != _PENDING or (row["persist"] and not short):
                 return None
             now = utcnow()
             attempt: int = row["attempt"] + 1
@@ -171,7 +173,7 @@ class Writer:
         with self._lock:
             row = self._held.get(task_id)
             if row is not None and row["status"] == _PENDING:
-                # A persisted row still in the intake: it moves to the task table as RUNNING,
+                # A persisted row not in the table yet: it moves to the task table as RUNNING,
                 # and the task starts once that is committed (a crash while it runs is counted).
                 del self._held[task_id], self._held_since[task_id]
                 now = utcnow()

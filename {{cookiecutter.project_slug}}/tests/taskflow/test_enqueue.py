@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from app.taskflow import ManagedBackgroundTasks, TaskStatus
 from app.taskflow.store import open_store
+from app.taskflow.store.sqlite import SQLiteDatabase
 
 from .conftest import eventually, wait_for_status
 
@@ -163,7 +164,9 @@ async def test_a_persisted_task_is_committed_before_add_task_returns(make_manage
 
 
 def read_intake_copy(manager, copy: Path, task_id: str) -> Any:
-    intake = manager.store.intake
+    database = manager.store.database
+    assert isinstance(database, SQLiteDatabase)
+    intake = database.intake
     assert intake is not None
     for suffix in ("", "-wal"):
         shutil.copyfile(f"{intake.path}{suffix}", f"{copy}{suffix}")

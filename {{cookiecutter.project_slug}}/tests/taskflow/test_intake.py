@@ -20,10 +20,11 @@ from sqlalchemy import create_engine, func, select, text
 
 from app.taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
 from app.taskflow.manager import CancelOutcome
-from app.taskflow.models import utcnow
-from app.taskflow.store import INTAKE_SEQ, Batch
+from app.taskflow.models import new_task_row, utcnow
+from app.taskflow.store import Batch
 from app.taskflow.store import intake as intake_module
-from app.taskflow.store.intake import IntakeFile, file_name
+from app.taskflow.store.intake import IntakeFile
+from app.taskflow.store.sqlite import SQLiteDatabase
 from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, wait_for_status
@@ -35,16 +36,8 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def intake_row(owner: str, name: str = "job", **values: Any) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "name": name,
-        "arguments": '{"args": [], "kwargs": {}}',
-        "max_attempts": 1,
-        "owner": owner,
-        "created_at": utcnow(),
-        "next_run_at": None,
-        **values,
-    }
+    """A new persisted row of `owner`, as its enqueue builds it."""
+    return new_task_row(id=str(uuid.uuid4()), name=name, persist=True, owner=owner, **values)
 
 
 def count(manager: TaskManager, table: Any, task_id: str | None = None) -> int:
@@ -54,21 +47,25 @@ def count(manager: TaskManager, table: Any, task_id: str | None = None) -> int:
     return read_sql(manager.store, lambda c: c.execute(statement).scalar_one())
 
 
+def sqlite_of(manager: TaskManager) -> SQLiteDatabase:
+    database = manager.store.database
+    assert isinstance(database, SQLiteDatabase)
+    return database
+
+
 def intake_of(manager: TaskManager) -> IntakeFile:
-    assert manager.store.intake is not None
-    return manager.store.intake
+    intake = sqlite_of(manager).intake
+    assert intake is not None
+    return intake
 
 
 def folder_of(manager: TaskManager) -> Path:
-    folder = manager.store.database.intake_folder
-    assert folder is not None
-    return folder
+    return sqlite_of(manager).intake_folder
 
 
 def other_process_file(manager: TaskManager, owner: str, *rows: dict[str, Any]) -> IntakeFile:
     """Another process's intake file, open (that process alive), holding `rows`."""
-    statements = manager.store.statements
-    other = IntakeFile(folder_of(manager) / file_name(owner), statements.insert_intake, statements.encode_time)
+    other = sqlite_of(manager).intake_file(owner)
     other.open()
     for row in rows:
         other.add(row)
@@ -148,30 +145,13 @@ async def test_a_batch_that_moves_and_claims_reports_every_claim(make_manager) -
     # tasks must be told their attempt, or they never run and stay RUNNING.
     manager = make_manager()
     store = manager.store
-    store.open_intake(manager.owner, stale_after=30)
+    store.open(manager.owner, stale_after=30)
     moved = intake_row(manager.owner)
-    store.insert_intake(moved)
+    assert store.database.record_durably(moved)
     now = utcnow()
-    written = {
-        **intake_row(manager.owner),
-        "status": "pending",
-        "persist": True,
-        "lease_expires_at": now + timedelta(seconds=30),
-        "updated_at": now,
-    }
-    write_sql(store, lambda c: c.execute(TASKS.insert().values(**{k: v for k, v in written.items() if k in TASKS.c})))
-    running = {
-        **{column.name: None for column in TASKS.c},
-        **moved,
-        "status": "running",
-        "persist": True,
-        "attempt": 1,
-        "retries_used": 0,
-        "recoveries": 0,
-        "cancel_requested": False,
-        "started_at": now,
-        "updated_at": now,
-    }
+    written = intake_row(manager.owner, lease_expires_at=now + timedelta(seconds=30))
+    write_sql(store, lambda c: c.execute(TASKS.insert().values(**written)))
+    running = {**moved, "status": "running", "attempt": 1, "started_at": now, "updated_at": now}
     batch = Batch(inserts=[running], claims=[written["id"]])
     result = store.apply(batch, owner=manager.owner)
     assert result.claimed == {moved["id"]: 1, written["id"]: 1}
@@ -222,7 +202,7 @@ async def test_a_row_moved_before_its_process_died_is_not_recovered_twice(make_m
     row = intake_row(owner)
     dead = other_process_file(manager, owner, row)
     # Its batch moved the row and the process died before deleting it from the file.
-    finished = {**row, "status": "success", "persist": True, "updated_at": utcnow()}
+    finished = {**row, "status": "success", "updated_at": utcnow()}
     write_sql(manager.store, lambda c: c.execute(TASKS.insert().values(**finished)))
     die(dead)
     assert manager.store.adopt_intake_files(stale_after=0) == 0
@@ -257,7 +237,7 @@ async def test_a_clean_stop_deletes_the_intake_file(make_manager) -> None:
         await tasks()
         await wait_for_status(manager, task_id, TaskStatus.SUCCESS)
         assert path.exists()
-    assert manager.store.intake is None
+    assert sqlite_of(manager).intake is None
     assert not path.exists()
 
 
@@ -311,13 +291,17 @@ async def test_a_cancel_of_an_unknown_task_says_not_found(make_manager) -> None:
     assert outcome is CancelOutcome.NOT_FOUND
 
 
-async def test_a_held_intake_row_knows_its_seq(make_manager) -> None:
+async def test_a_row_stays_in_the_intake_until_a_batch_has_written_it(make_manager) -> None:
     manager = make_manager()
-    manager.store.open_intake(manager.owner, stale_after=30)
+    manager.store.open(manager.owner, stale_after=30)
     first, second = intake_row(manager.owner), intake_row(manager.owner)
-    manager.store.insert_intake(first)
-    manager.store.insert_intake(second)
-    assert second[INTAKE_SEQ] == first[INTAKE_SEQ] + 1
+    assert manager.store.database.record_durably(first)
+    assert manager.store.database.record_durably(second)
+    assert intake_of(manager).rows_left() == 2
+    manager.store.apply(Batch(inserts=[first]), owner=manager.owner)
+    assert intake_of(manager).rows_left() == 1
+    assert manager.store.get(first["id"]) is not None
+    assert manager.store.get(second["id"]) is None
 
 
 async def test_the_api_shows_a_task_not_handed_over_yet_as_pending(make_manager, make_app, client_for) -> None:
@@ -388,16 +372,17 @@ async def test_a_failed_delete_of_moved_rows_is_retried_with_the_next(
     make_manager, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     manager = make_manager()
-    manager.store.open_intake(manager.owner, stale_after=30)
+    manager.store.open(manager.owner, stale_after=30)
+    database = manager.store.database
     file = intake_of(manager)
     first, second = intake_row(manager.owner), intake_row(manager.owner)
-    manager.store.insert_intake(first)
-    manager.store.insert_intake(second)
+    assert database.record_durably(first)
+    assert database.record_durably(second)
     monkeypatch.setattr(intake_module, "_DELETE", "DELETE FROM no_such_table WHERE ?")
     with caplog.at_level(logging.WARNING, logger="taskflow.store"):
-        file.remove([first[INTAKE_SEQ]])
+        database.written([first])
     assert any("could not clear moved rows" in record.getMessage() for record in caplog.records)
     assert file.rows_left() == 2
     monkeypatch.undo()
-    file.remove([second[INTAKE_SEQ]])
+    database.written([second])
     assert file.rows_left() == 0

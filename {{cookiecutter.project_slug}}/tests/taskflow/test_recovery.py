@@ -19,7 +19,7 @@ from sqlalchemy import insert, update
 
 from app.taskflow import TaskManager, TaskStatus
 from app.taskflow.leases import dead_local_owners, process_scope
-from app.taskflow.models import utcnow
+from app.taskflow.models import new_task_row, utcnow
 from app.taskflow.store import Batch, Finish, open_store
 from app.taskflow.store import leases as lease_sql
 from app.taskflow.store.writes import TASKS
@@ -35,18 +35,11 @@ def plant(manager: TaskManager, name: str, *, count: int = 1, **values: Any) -> 
     """Insert task rows as another instance would have left them; returns their ids."""
     now = utcnow()
     rows = [
-        {
-            "id": str(uuid.uuid4()),
-            "name": name,
-            "status": TaskStatus.PENDING.value,
-            "arguments": '{"args":[],"kwargs":{}}',
-            "persist": True,
-            "owner": GONE,
-            "lease_expires_at": now - timedelta(seconds=1),
-            "created_at": now,
-            "updated_at": now,
-            **values,
-        }
+        new_task_row(
+            id=str(uuid.uuid4()),
+            name=name,
+            **{"persist": True, "owner": GONE, "lease_expires_at": now - timedelta(seconds=1), **values},
+        )
         for _ in range(count)
     ]
     write_sql(manager.store, lambda c: c.execute(insert(TASKS), rows))

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from app.taskflow import TaskManager
-from app.taskflow.models import utcnow
+from app.taskflow.models import new_task_row, utcnow
 from app.taskflow.store import Store
 from app.taskflow.store.hot import HotStatement, RowsInsert
 from app.taskflow.store.writes import TASKS
@@ -28,29 +28,24 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 def task_row(number: int, owner: str = "host:1:abc") -> dict[str, Any]:
     now = utcnow()
-    return {
-        **{column.name: None for column in TASKS.c},
-        "id": str(uuid.uuid4()),
-        "name": f"job-{number}",
-        "status": "success" if number % 2 else "pending",
-        "arguments": '{"args": ["d\u00e9j\u00e0 vu", "it\'s"], "kwargs": {"n": ' + str(number) + "}}",
-        "persist": bool(number % 3),
-        "attempt": number % 4,
-        "max_attempts": 3,
-        "retries_used": 0,
-        "recoveries": 0,
-        "owner": owner,
-        "cancel_requested": False,
-        "lease_expires_at": now + timedelta(seconds=30),
-        "created_at": now - timedelta(microseconds=number),
-        "updated_at": now,
-        "started_at": now if number % 2 else None,
-        "finished_at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC) if number % 2 else None,
-        "result": "0.1" if number % 5 == 0 else None,
-        "progress_done": number,
-        "progress_total": None,
-        "progress_message": "\u2713 done" if number % 7 == 0 else None,
-    }
+    return new_task_row(
+        id=str(uuid.uuid4()),
+        name=f"job-{number}",
+        status="success" if number % 2 else "pending",
+        arguments='{"args": ["d\u00e9j\u00e0 vu", "it\'s"], "kwargs": {"n": ' + str(number) + "}}",
+        persist=bool(number % 3),
+        attempt=number % 4,
+        max_attempts=3,
+        owner=owner,
+        lease_expires_at=now + timedelta(seconds=30),
+        created_at=now - timedelta(microseconds=number),
+        updated_at=now,
+        started_at=now if number % 2 else None,
+        finished_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC) if number % 2 else None,
+        result="0.1" if number % 5 == 0 else None,
+        progress_done=number,
+        progress_message="\u2713 done" if number % 7 == 0 else None,
+    )
 
 
 def stored(store: Store) -> dict[str, tuple[Any, ...]]:

@@ -8,7 +8,7 @@ def test_sqlite_times_are_written_in_the_text_form_sqlalchemy_reads() -> None:
 
     from sqlalchemy.dialects import sqlite
 
-    from app.taskflow.store.engine import _sqlite_time
+    from app.taskflow.store.sqlite import _sqlite_time
 
     to_text = sqlite.DATETIME().bind_processor(sqlite.dialect())
     moments = [
@@ -19,3 +19,14 @@ def test_sqlite_times_are_written_in_the_text_form_sqlalchemy_reads() -> None:
     ]
     for moment in moments * 2:  # the second time round, from the cache of recent seconds
         assert _sqlite_time(moment) == to_text(moment.astimezone(UTC).replace(tzinfo=None))
+
+
+def test_a_new_row_holds_every_column_of_the_task_table_with_the_models_defaults() -> None:
+    from app.taskflow.models import TaskRecord, TaskStatus, new_task_row
+
+    row = new_task_row(id="t-1", name="job", max_attempts=3)
+    model = TaskRecord(id="t-1", name="job")
+    assert set(row) == set(TaskRecord.__table__.c.keys())  # type: ignore[attr-defined]
+    assert row["status"] == TaskStatus.PENDING.value
+    assert (row["max_attempts"], row["attempt"], row["persist"]) == (3, model.attempt, model.persist)
+    assert row["updated_at"] == row["created_at"]

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from app.taskflow import TaskManager
-from app.taskflow.store.engine import SQLiteDatabase, open_database
+from app.taskflow.store.engine import open_database
+from app.taskflow.store.sqlite import SQLiteDatabase
 
 from .sql import write_sql
 

@@ -124,7 +124,7 @@ def upgrade(engine: Engine, to: str = "heads") -> None:
     All in one transaction that no other process's migration runs beside. PostgreSQL: an
     advisory lock, taken only when something is pending and held until the commit. SQLite:
     taskflow's write engine begins every transaction with BEGIN IMMEDIATE, which holds the
-    database's write lock from the start (store/engine.py).
+    database's write lock from the start (store/sqlite.py).
     """
     wanted = heads() if to == "heads" else {to}
     with engine.connect() as connection, connection.begin():

@@ -1,6 +1,6 @@
 """The task store: SQL tables behind one interface of named operations.
 
-`Store` owns the engines (see engine.py) and runs each operation in its own short transaction.
+`Store` owns the database (engine.py) and runs each operation in its own short transaction.
 Everything above it (manager, writer, runner, leases, retention, admin, metrics, cli) calls
 these operations and never builds SQL: the SQL lives in this package's modules, the lifecycle
 writes in writes.py, lease handling in leases.py, reads in queries.py, admin logins in
@@ -9,8 +9,8 @@ logins.py and the deletion of old finished tasks in retention.py.
 The operations, by group:
 
 - schema: create_tables, check_schema, dispose
-- enqueue: insert_task, insert_intake, open_intake, close_intake, adopt_intake_files,
-  find_by_idempotency_key, apply (a batch of outcomes, claims and new rows)
+- enqueue: open, close, enqueue, adopt_intake_files, find_by_idempotency_key, apply (a batch
+  of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
 - leases: renew_leases, take_over_expired, interrupt_orphans, released_ids, live_owners,
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
@@ -22,6 +22,27 @@ The operations, by group:
 
 `reading()` and `writing()` hand out a raw connection for tests and one-off maintenance;
 taskflow's own modules outside this package never use them (tests/taskflow/test_store_interface.py).
+
+What a dialect does faster lives in its own module (sqlite.py, postgresql.py) behind the
+hooks of engine.Database; `Store` never asks which dialect it has.
+
+How a row enters taskflow_tasks. Every new row is built by models.new_task_row, and
+`Store.enqueue` picks one of these routes for it (nothing else inserts a new task):
+
+1. Committed at once (`commit_one`): no task manager runs here (the row waits ownerless for
+   one), the task has an idempotency key (a duplicate must be refused now), or the task is
+   persisted and the dialect cannot keep it durably elsewhere (PostgreSQL, in-memory SQLite).
+2. In the caller's session (`session=`): it commits or rolls back with the caller's work.
+3. Held by the writer for its next batch (writer.py): a persist=False task while the manager
+   runs. Its claim, progress and outcome fold into the row, so a short task is one INSERT.
+4. As 3, after the dialect made it durable: a persisted task on a SQLite file is committed
+   into this process's intake file first (`record_durably`, see intake.py); the batch that
+   moves it in tells the dialect (`written`), which deletes it there.
+5. Adopted: rows a dead process left in its intake file are moved in by recovery
+   (`adopt_intake_files`, INSERT OR IGNORE: a row a batch moved already is skipped).
+
+A row becomes RUNNING by a claim: in a batch for a row in the table (writes.claim), or in the
+writer for a row it still holds (Writer.claim_held, Writer.claim), which then goes in RUNNING.
 """
 
 from __future__ import annotations
@@ -30,8 +51,7 @@ import builtins
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
@@ -41,19 +61,18 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import intake, leases, logins, queries, retention
+from . import leases, logins, queries, retention
 from .engine import Database, open_database
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
-from .writes import INTAKE_SEQ, TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
+from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
 T = TypeVar("T")
 
 __all__ = [
-    "INTAKE_SEQ",
     "Batch",
     "BatchResult",
-    "DuplicateTask",
     "Finish",
+    "NewRows",
     "Progress",
     "StatusSnapshot",
     "Store",
@@ -64,20 +83,16 @@ __all__ = [
 ]
 
 
-class DuplicateTask(Exception):
-    """A task with this idempotency key exists already."""
+class NewRows(Protocol):
+    """Takes new rows into its next batch (the writer): route 3 and 4 of the module docstring."""
 
-    def __init__(self, task_id: str) -> None:
-        super().__init__(task_id)
-        self.task_id = task_id
+    def insert(self, row: dict[str, Any]) -> None: ...
 
 
 class Store:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.statements = Statements(database.write_engine.dialect, database.encode_time)
-        # This process's intake file while the manager runs (SQLite files only; see intake.py).
-        self.intake: intake.IntakeFile | None = None
 
     @property
     def dialect(self) -> str:
@@ -112,76 +127,60 @@ class Store:
             migrations.check(self.database.read_engine)
 
     def dispose(self) -> None:
-        self.close_intake()
         self.database.dispose()
 
     # -- enqueue -----------------------------------------------------------------------------
 
-    def insert_task(self, row: dict[str, Any], *, session: Session | None = None) -> None:
-        """Insert a new row, committed before returning (or inside the caller's session).
+    def open(self, owner: str, *, stale_after: float) -> None:
+        """This process's task manager starts as `owner` (SQLite files open its intake file)."""
+        self.database.open(owner, stale_after=stale_after)
 
-        Raises DuplicateTask when the idempotency key is taken.
+    def close(self) -> int:
+        """This process's task manager stopped. Returns how many new rows stay outside the task
+        table (in the intake file), which the next recovery of any instance moves in."""
+        return self.database.close()
+
+    def enqueue(self, row: dict[str, Any], *, session: Session | None = None, writer: NewRows | None = None) -> str:
+        """Make a new row (models.new_task_row) durable as its task needs, by one of the routes
+        in this module's docstring; `writer` takes rows for its next batch (None: no manager runs).
+
+        Returns the id of the task it stands for: the row's, or the task that holds its
+        idempotency key already (then nothing is written).
         """
+        key = row["idempotency_key"]
+        if key is not None:
+            existing = self.find_by_idempotency_key(key)
+            if existing is not None:
+                return existing
         if session is not None:
-            # Transactional enqueue: the row commits (or rolls back) with the caller's work.
+            if self.database.single_connection:
+                raise ValueError("transactional enqueue (session=...) needs a database store, not the in-memory one")
             session.execute(insert(TASKS).values(**storable_values(row)))
-            return
+        elif writer is not None and key is None and (not row["persist"] or self.database.record_durably(row)):
+            writer.insert(row)
+        else:
+            return self._commit_new(row)
+        return str(row["id"])
+
+    def _commit_new(self, row: dict[str, Any]) -> str:
+        """Insert a new row, committed before returning. Returns its id or, when its idempotency
+        key was taken since the lookup, the id of the task that holds it."""
         try:
             statement = self.statements.insert_task
             self.database.commit_one(statement.sql, statement.params(row, self.statements.encode_time))
         except IntegrityError:
-            key = row.get("idempotency_key")
+            key = row["idempotency_key"]
             stored = key and storable_text(key, TEXT_LIMITS["idempotency_key"])
             existing = stored and self._read(lambda c: queries.find_by_idempotency_key(c, stored))
             if existing:
-                raise DuplicateTask(existing) from None
+                return str(existing)
             raise
-
-    def insert_intake(self, row: dict[str, Any]) -> None:
-        """Commit a new persisted row into this process's intake file before returning.
-
-        The row remembers its seq there: once a batch has moved it to taskflow_tasks, it is
-        deleted from the file.
-        """
-        if self.intake is None:
-            raise RuntimeError("taskflow: the intake is not open (the task manager is not running)")
-        row[INTAKE_SEQ] = self.intake.add(row)
-
-    def open_intake(self, owner: str, *, stale_after: float) -> None:
-        """Open this process's intake file (SQLite files), after moving what dead processes left."""
-        folder = self.database.intake_folder
-        if folder is None or self.intake is not None:
-            return
-        path = folder / intake.file_name(owner)
-        # An earlier start of this manager may have left rows in our file: moved first. Other
-        # processes' files are the lease keeper's, whose first recovery runs at once.
-        self._adopt(intake.orphans([path] if path.exists() else [], stale_after=stale_after))
-        self.intake = intake.IntakeFile(path, self.statements.insert_intake, self.statements.encode_time)
-        self.intake.open()
-
-    def close_intake(self) -> int:
-        """Close the intake file: deleted if every row was moved, kept for recovery if not.
-        Returns how many rows were left in it."""
-        file, self.intake = self.intake, None
-        return 0 if file is None else file.close()
+        return str(row["id"])
 
     def adopt_intake_files(self, *, stale_after: float) -> int:
-        """Move the rows of dead processes' intake files into taskflow_tasks (pending, no owner:
-        the take-over claims them next) and delete the files. Returns how many rows moved."""
-        folder = self.database.intake_folder
-        if folder is None:
-            return 0
-        own = self.intake.path if self.intake is not None else None
-        return self._adopt(intake.orphans(intake.files(folder, skip=own), stale_after=stale_after))
-
-    def _adopt(self, orphans: Iterator[intake.Orphan]) -> int:
-        moved = 0
-        for orphan in orphans:
-            rows = orphan.rows()
-            if rows:
-                moved += self._write(partial(leases.insert_adopted, rows=rows))
-            orphan.discard()
-        return moved
+        """Move the new rows dead processes kept outside the task table into it (pending, no
+        owner: the take-over claims them next). Returns how many rows moved."""
+        return self.database.adopt_orphans(stale_after=stale_after)
 
     def find_by_idempotency_key(self, key: str) -> str | None:
         # Looked up as it was stored (made storable on its way in).
@@ -194,9 +193,8 @@ class Store:
         new_rows = self.statements.new_rows(batch.inserts)
         now = utcnow()
         result = self._write(lambda c: apply_batch(c, batch, self.statements, owner=owner, now=now, new_rows=new_rows))
-        moved = [row[INTAKE_SEQ] for row in batch.inserts if INTAKE_SEQ in row]
-        if moved and self.intake is not None:
-            self.intake.remove(moved)
+        if batch.inserts:
+            self.database.written(batch.inserts)
         return result
 
     # -- control -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ The writer thread moves the rows into `taskflow_tasks` in its next batch and the
 here. The exclusive lock lives as long as the process: a file whose lock can be taken belongs
 to a process that is gone, and recovery (in any process sharing the database) moves its rows
 into the task table, skipping any a batch had moved already, and deletes the file. The table
-is TaskIntake's, created from the model.
+is TaskIntake's, created from the model. Its one user is SQLiteDatabase (sqlite.py), which
+drives it through the store's hooks.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from urllib.request import pathname2url
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateTable
 
-from ..models import TaskStatus
+from ..models import new_task_row
 from .hot import HotStatement
 from .writes import INTAKE
 
@@ -207,19 +208,10 @@ def _as_task_row(values: dict[str, Any]) -> dict[str, Any]:
     for name in _TIMES:
         if values[name] is not None:
             values[name] = datetime.fromisoformat(values[name]).replace(tzinfo=UTC)
-    values.update(
-        # No owner and no lease: any instance's take-over claims it next (our own included,
-        # when the file is one an earlier start of this manager left).
-        owner=None,
-        status=TaskStatus.PENDING.value,
-        persist=True,
-        attempt=0,
-        retries_used=0,
-        recoveries=0,
-        cancel_requested=False,
-        updated_at=values["created_at"],
-    )
-    return values
+    # No owner and no lease: any instance's take-over claims it next (our own included, when
+    # the file is one an earlier start of this manager left).
+    values["owner"] = None
+    return new_task_row(**values, persist=True)
 
 
 def files(folder: Path, *, skip: Path | None) -> list[Path]:

@@ -23,8 +23,6 @@ from .hot import HotStatement, RowsInsert
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 INTAKE = TaskIntake.__table__  # type: ignore[attr-defined]
 ATTEMPTS = TaskAttempt.__table__  # type: ignore[attr-defined]
-# The key of a held row that names its row in this process's intake file (seq), absent for others.
-INTAKE_SEQ = "_intake_seq"
 CHUNK = 500  # ids per statement: well under SQLite's bind-parameter limit
 _RUNNING = TaskStatus.RUNNING.value
 
@@ -96,23 +94,13 @@ class Statements:
         attempt_columns: dict[str, Any] = {
             column.name: bindparam(column.name) for column in ATTEMPTS.c if column.name != "id"
         }
-        times = _time_binds()
-        texts = _text_binds()
-
-        def compile_(statement: Any) -> HotStatement:
-            return HotStatement.compile(statement, dialect, time_binds=times, text_binds=texts)
-
-        self.insert_task = compile_(insert(TASKS).values(task_columns))
-        intake_columns: dict[str, Any] = {
-            column.name: bindparam(column.name) for column in INTAKE.c if column.name != "seq"
-        }
-        self.insert_intake = compile_(insert(INTAKE).values(intake_columns))
-        self.insert_attempt = compile_(insert(ATTEMPTS).values(attempt_columns))
-        self.finish = compile_(_guarded_update(FINISH_COLUMNS))
-        self.progress = compile_(_guarded_update(PROGRESS_COLUMNS))
+        self.insert_task = compile_hot(insert(TASKS).values(task_columns), dialect)
+        self.insert_attempt = compile_hot(insert(ATTEMPTS).values(attempt_columns), dialect)
+        self.finish = compile_hot(_guarded_update(FINISH_COLUMNS), dialect)
+        self.progress = compile_hot(_guarded_update(PROGRESS_COLUMNS), dialect)
         # Claims name many ids in one statement: a JSON array on SQLite, an array on PostgreSQL.
         self._ids_as_json = dialect.name == "sqlite"
-        self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=times)
+        self.claim = HotStatement.compile(_claim(self._ids_as_json), dialect, time_binds=_TIME_BINDS)
         # SQLite: new task rows go in multi-row statements (see RowsInsert). PostgreSQL's driver
         # pipelines an executemany already.
         self._rows_insert = (
@@ -143,6 +131,11 @@ class Statements:
         return statement.execute(connection, rows, self.encode_time)
 
 
+def compile_hot(statement: Any, dialect: Dialect) -> HotStatement:
+    """A statement of the hot path compiled for `dialect`, its time and text binds marked."""
+    return HotStatement.compile(statement, dialect, time_binds=_TIME_BINDS, text_binds=_TEXT_BINDS)
+
+
 def _sqlite_max_binds() -> int:
     """How many binds one statement may carry in this process's SQLite (a build-time limit)."""
     connection = sqlite3.connect(":memory:")
@@ -168,6 +161,10 @@ def _text_binds() -> dict[str, Callable[[str], str]]:
             if clean is not None:
                 binds[column.name] = binds[f"v_{column.name}"] = clean
     return binds
+
+
+_TIME_BINDS = _time_binds()
+_TEXT_BINDS = _text_binds()
 
 
 def _guarded_update(columns: tuple[str, ...]) -> Any:
