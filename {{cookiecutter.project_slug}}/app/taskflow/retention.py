@@ -32,8 +32,6 @@ class Retention:
         self._keep = None if keep_finished is None else timedelta(seconds=keep_finished)
         self._every = every
         self._task: asyncio.Task[None] | None = None
-        #: Task rows deleted so far by this instance (tests and diagnostics).
-        self.deleted = 0
 
     async def start(self) -> None:
         if self._keep is not None:
@@ -64,7 +62,6 @@ class Retention:
         for _ in range(MAX_CHUNKS_PER_SWEEP):
             count = await asyncio.to_thread(self._store.delete_finished_before, cutoff, limit=CHUNK)
             deleted += count
-            self.deleted += count
             if count < CHUNK:
                 break
         if deleted:
