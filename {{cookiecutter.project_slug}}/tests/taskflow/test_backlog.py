@@ -57,16 +57,19 @@ async def test_a_job_that_blocks_right_after_its_worker_yielded_holds_back_none_
     manager = make_manager(concurrency=2)
     release_first, release_blocked = asyncio.Event(), asyncio.Event()
     ran: list[int] = []
-    state = {"armed": False, "blocked": False}
+    state: dict[str, object] = {"armed": False, "blocked": False, "holder": None}
 
     @manager.task(name="step")
     async def step(n: int, hold: bool = False) -> None:
+        # Tasks run inline in their worker coroutine: the current task is the worker.
+        worker = asyncio.current_task()
         if hold:  # keeps one worker busy, so the other claims jobs ahead while it runs the backlog
+            state["holder"] = worker
             await release_first.wait()
             # Released while the other worker yields: this worker now goes back to sleep.
             state["armed"] = True
-        elif state["armed"] and not state["blocked"]:
-            state["blocked"] = True  # the first job after that, one claimed ahead, blocks
+        elif state["armed"] and not state["blocked"] and worker is not state["holder"]:
+            state["blocked"] = True  # the other worker's first job after that, one claimed ahead, blocks
             await release_blocked.wait()
         ran.append(n)
 
