@@ -20,12 +20,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
+from ._loops import finished_in_thread
 from .models import TaskStatus, utcnow
 from .store import Store, leases
-
-T = TypeVar("T")
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -138,7 +137,7 @@ class LeaseKeeper:
             try:
                 # Renew before recovering: after an outage our own leases come back first.
                 if now >= next_renew:
-                    await _finished_in_thread(self._renew)
+                    await finished_in_thread(self._renew)
                     next_renew = now + lease / 3
                 if now >= next_recovery or self._recover_now.is_set():
                     self._recover_now.clear()
@@ -169,16 +168,16 @@ class LeaseKeeper:
     async def recover(self) -> int:
         """Take over other owners' expired work until none is left; returns how many rows were taken."""
         recovered = quarantined = 0
-        await _finished_in_thread(self._expire_dead_neighbours)
+        await finished_in_thread(self._expire_dead_neighbours)
         while True:
-            rows = await _finished_in_thread(self._take_batch)
+            rows = await finished_in_thread(self._take_batch)
             if rows:
                 quarantined += sum(1 for row in rows if row.status != TaskStatus.PENDING.value)
                 recovered += len(rows)
                 self._on_recovered(rows)
             if len(rows) < RECOVERY_BATCH:
                 break
-        interrupted = await _finished_in_thread(
+        interrupted = await finished_in_thread(
             lambda: self._store.write(lambda c: leases.interrupt_orphans(c, owner=self._owner, now=utcnow()))
         )
         if recovered or interrupted:
@@ -198,12 +197,12 @@ class LeaseKeeper:
         if names is not None and not names:
             return 0
         # A read first: an idle tick must not take SQLite's write lock.
-        found = await _finished_in_thread(
+        found = await finished_in_thread(
             lambda: self._store.read(lambda c: leases.released_ids(c, limit=1, names=names))
         )
         if not found:
             return 0
-        rows = await _finished_in_thread(self._take_batch, True)
+        rows = await finished_in_thread(self._take_batch, True)
         if rows:
             logger.info("taskflow: took %d task(s) released by an instance that shut down", len(rows))
             self._on_recovered(rows)
@@ -246,14 +245,14 @@ class LeaseKeeper:
         if self._holds is None:
             return 0
         before = utcnow() - self._lease
-        owned = await _finished_in_thread(
+        owned = await finished_in_thread(
             lambda: self._store.read(lambda c: leases.owned_since(c, owner=self._owner, before=before))
         )
         suspects = {task_id for task_id in owned if not self._holds(task_id)}
         lost, self._suspects = sorted(suspects & self._suspects), suspects
         if not lost:
             return 0
-        disowned = await _finished_in_thread(
+        disowned = await finished_in_thread(
             lambda: self._store.write(lambda c: leases.disown(c, owner=self._owner, task_ids=lost, before=before))
         )
         if disowned:
@@ -298,14 +297,3 @@ class _Outage:
                 time.monotonic() - self._since,
             )
             self.failures = 0
-
-
-async def _finished_in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """`asyncio.to_thread`, but a cancelled caller (the keeper stopping) still waits for the
-    thread to return: its connection is back in the pool before the store may be closed."""
-    work = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        await asyncio.wait({work})
-        raise

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from ._loops import finished_in_thread
 from .models import utcnow
 from .store import Store
 
@@ -60,7 +61,7 @@ class Retention:
         cutoff = utcnow() - self._keep
         deleted = 0
         for _ in range(MAX_CHUNKS_PER_SWEEP):
-            count = await asyncio.to_thread(self._store.delete_finished_before, cutoff, limit=CHUNK)
+            count = await finished_in_thread(self._store.delete_finished_before, cutoff, limit=CHUNK)
             deleted += count
             if count < CHUNK:
                 break
