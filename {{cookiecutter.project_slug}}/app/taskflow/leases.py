@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._loops import finished_in_thread
 from .models import TaskStatus, utcnow
 from .store import Store
 
@@ -136,7 +137,7 @@ class LeaseKeeper:
             try:
                 # Renew before recovering: after an outage our own leases come back first.
                 if now >= next_renew:
-                    await asyncio.to_thread(self._renew)
+                    await finished_in_thread(self._renew)
                     next_renew = now + lease / 3
                 if now >= next_recovery or self._recover_now.is_set():
                     self._recover_now.clear()
@@ -167,16 +168,16 @@ class LeaseKeeper:
     async def recover(self) -> int:
         """Take over other owners' expired work until none is left; returns how many rows were taken."""
         recovered = quarantined = 0
-        await asyncio.to_thread(self._expire_dead_neighbours)
+        await finished_in_thread(self._expire_dead_neighbours)
         while True:
-            rows = await asyncio.to_thread(self._take_batch)
+            rows = await finished_in_thread(self._take_batch)
             if rows:
                 quarantined += sum(1 for row in rows if row.status != TaskStatus.PENDING.value)
                 recovered += len(rows)
                 self._on_recovered(rows)
             if len(rows) < RECOVERY_BATCH:
                 break
-        interrupted = await asyncio.to_thread(self._store.interrupt_orphans, self._owner)
+        interrupted = await finished_in_thread(self._store.interrupt_orphans, self._owner)
         if recovered or interrupted:
             logger.warning(
                 "taskflow: took over %d persisted task(s) no running instance held (%d of them quarantined after "
@@ -194,10 +195,10 @@ class LeaseKeeper:
         if names is not None and not names:
             return 0
         # A read first: an idle tick must not take SQLite's write lock.
-        found = await asyncio.to_thread(lambda: self._store.released_ids(limit=1, names=names))
+        found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names))
         if not found:
             return 0
-        rows = await asyncio.to_thread(self._take_batch, True)
+        rows = await finished_in_thread(self._take_batch, True)
         if rows:
             logger.info("taskflow: took %d task(s) released by an instance that shut down", len(rows))
             self._on_recovered(rows)
@@ -236,12 +237,12 @@ class LeaseKeeper:
         if self._holds is None:
             return 0
         before = utcnow() - self._lease
-        owned = await asyncio.to_thread(lambda: self._store.owned_unchanged_since(self._owner, before=before))
+        owned = await finished_in_thread(lambda: self._store.owned_unchanged_since(self._owner, before=before))
         suspects = {task_id for task_id in owned if not self._holds(task_id)}
         lost, self._suspects = sorted(suspects & self._suspects), suspects
         if not lost:
             return 0
-        disowned = await asyncio.to_thread(lambda: self._store.disown(self._owner, lost, before=before))
+        disowned = await finished_in_thread(lambda: self._store.disown(self._owner, lost, before=before))
         if disowned:
             logger.error(
                 "taskflow: %d task(s) owned here had no job (lost after an ambiguous database write); "

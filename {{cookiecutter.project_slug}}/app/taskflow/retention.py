@@ -13,6 +13,7 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from ._loops import finished_in_thread
 from .models import utcnow
 from .store import Store
 
@@ -32,8 +33,6 @@ class Retention:
         self._keep = None if keep_finished is None else timedelta(seconds=keep_finished)
         self._every = every
         self._task: asyncio.Task[None] | None = None
-        #: Task rows deleted so far by this instance (tests and diagnostics).
-        self.deleted = 0
 
     async def start(self) -> None:
         if self._keep is not None:
@@ -62,9 +61,8 @@ class Retention:
         cutoff = utcnow() - self._keep
         deleted = 0
         for _ in range(MAX_CHUNKS_PER_SWEEP):
-            count = await asyncio.to_thread(self._store.delete_finished_before, cutoff, limit=CHUNK)
+            count = await finished_in_thread(self._store.delete_finished_before, cutoff, limit=CHUNK)
             deleted += count
-            self.deleted += count
             if count < CHUNK:
                 break
         if deleted:

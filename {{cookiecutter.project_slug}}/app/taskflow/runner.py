@@ -128,8 +128,6 @@ class Runner:
         self._sleepers: deque[asyncio.Future[None]] = deque()
         self._waking = False  # a sleeper was woken and has not looked at the jobs yet
         self._pausing = 0  # workers yielding the loop a turn mid-backlog (YIELD_EVERY)
-        #: Sleeping workers woken so far (tests and diagnostics).
-        self.wakeups = 0
         self._workers: list[asyncio.Task[None]] = []
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._waiting: dict[str, Job] = {}
@@ -229,7 +227,6 @@ class Runner:
             if not sleeper.done():
                 sleeper.set_result(None)
                 self._waking = True
-                self.wakeups += 1
                 return
 
     def cancel(self, task_id: str) -> bool:

@@ -9,6 +9,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._loops import finished_in_thread
 from .context import install_log_capture
 from .events import RedisBridge
 from .leases import LeaseKeeper
@@ -144,7 +145,8 @@ class Runtime:
         overdue = self.manager.overdue_handoffs()
         if overdue:
             self.manager.hand_off(overdue)
-        for task_id in await asyncio.to_thread(self.leases.cancel_requests):
+        # Called inside the lease keeper's loop: a stop waits for the call under way.
+        for task_id in await finished_in_thread(self.leases.cancel_requests):
             self.runner.cancel(task_id)
 
     # Uvicorn waits for open connections (the dashboard's event stream never ends by itself)

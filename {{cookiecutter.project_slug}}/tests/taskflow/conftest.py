@@ -9,6 +9,7 @@ generous deadline instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -58,11 +59,16 @@ async def make_manager(database_url: str) -> AsyncIterator[ManagerFactory]:
         managers.append(manager)
         return manager
 
-    yield factory
-    for manager in managers:
-        while manager.running:
-            await manager.stop()
-        manager.store.dispose()
+    try:
+        yield factory
+    finally:
+        async with contextlib.AsyncExitStack() as stack:
+            # Every store is closed, even when a stop before it fails (the failure still shows).
+            for manager in managers:
+                stack.callback(manager.store.dispose)
+            for manager in managers:
+                while manager.running:
+                    await manager.stop()
 
 
 @pytest.fixture

@@ -343,20 +343,24 @@ async def test_a_long_task_outliving_its_lease_period_is_not_handed_back(make_ma
 async def test_stop_lets_short_tasks_finish_and_hands_long_ones_back(make_manager, database_url: str) -> None:
     first = make_manager(shutdown_timeout=0.5)
     release = asyncio.Event()
+    started: list[str] = []  # names, as each task starts
 
     def register(manager: TaskManager) -> dict[str, Any]:
         @manager.task(persist=True, name="short")
         async def short() -> str:
+            started.append("short")
             await asyncio.sleep(0.1)
             return "short"
 
         @manager.task(persist=True, name="long")
         async def long() -> str:
+            started.append("long")
             await release.wait()
             return "long"
 
         @manager.task(name="fleeting")
         async def fleeting() -> None:
+            started.append("fleeting")
             await release.wait()
 
         return {"short": short, "long": long, "fleeting": fleeting}
@@ -364,7 +368,7 @@ async def test_stop_lets_short_tasks_finish_and_hands_long_ones_back(make_manage
     tasks = register(first)
     await first.start()
     ids = {name: first.enqueue(func) for name, func in tasks.items()}
-    await eventually(lambda: len(first._runtime.runner.running_ids()) == 3)  # type: ignore[union-attr]
+    await eventually(lambda: len(started) == 3)
     await first.stop()
     rows = {name: first.store.get(task_id) for name, task_id in ids.items()}
     assert rows["short"].status == TaskStatus.SUCCESS.value

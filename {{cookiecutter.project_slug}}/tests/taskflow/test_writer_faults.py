@@ -221,6 +221,7 @@ async def test_postgresql_unreachable_then_back_loses_nothing_and_applies_nothin
         finally:
             connections(allowed=True)
             admin.dispose()
+            manager.store.dispose()
     assert set(runs.values()) == {1}, runs
     for n, row in rows.items():
         assert (row.status, row.result, row.attempt) == (TaskStatus.SUCCESS.value, str(n), 1)
