@@ -93,9 +93,9 @@ def create_templates(extra_dirs: Sequence[Path] = ()) -> Jinja2Templates:
 def _url_builder() -> Callable[..., URL]:
     """`url_for` for templates: root-relative URLs (right behind any proxy), cheap enough per row.
 
-    Resolving a route name walks the app's routes; a table renders three links per row, which
-    made that walk half the cost of the page. So each (name, parameter names) is resolved once
-    with placeholders, and later calls only put the values in.
+    Resolving a route name walks the app's routes, and a table renders three links per row. So
+    each (name, parameter names) is resolved once with placeholders, and later calls only put
+    the values in.
     """
     shapes: dict[tuple[str, str, tuple[str, ...]], str] = {}
 

@@ -116,8 +116,8 @@ class RowsInsert:
     def __init__(self, single: HotStatement, *, max_binds: int) -> None:
         if single.order is None or single.fixed:
             raise ValueError("RowsInsert needs a positional driver and a bind for every column")
-        # SQLAlchemy compiled the one-row form; an n-row form repeats its VALUES group n times
-        # (compiling each size with SQLAlchemy took 50 ms for 256 rows, at first use).
+        # SQLAlchemy compiled the one-row form; an n-row form repeats its VALUES group n times,
+        # because compiling every batch size with SQLAlchemy is slow at first use.
         head, values, group = single.sql.partition(" VALUES ")
         if not values or group.count("(") != 1 or not (group.startswith("(") and group.endswith(")")):
             raise ValueError(f"not a one-row INSERT ... VALUES (...): {single.sql!r}")

@@ -88,9 +88,8 @@ class IntakeFile:
         except (OSError, sqlite3.Error) as error:
             raise _cannot_open(self.path, error) from error
         try:
-            # Small pages: a commit writes one page (and its WAL frame header) to the WAL, and the
-            # rows are a few hundred bytes. 2.7 µs of a 7 µs commit, measured. Only a new file
-            # takes it; one being reopened keeps its own.
+            # Small pages, because a commit writes whole pages to the WAL and these rows are a few
+            # hundred bytes. Only a new file takes it; one being reopened keeps its own.
             connection.execute("PRAGMA page_size=1024")
             _configure(connection)  # entering WAL takes the lock, held from here on
             connection.execute(_CREATE)

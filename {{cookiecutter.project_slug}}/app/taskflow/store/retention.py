@@ -21,8 +21,8 @@ def delete_finished_before(connection: Connection, *, cutoff: datetime, limit: i
     the scan walks the created_at index from the oldest row and stops after `limit` matches.
     """
     # `status || ''` keeps the status from choosing the index. Given `status IN (...)`, SQLite
-    # took the (status, created_at) index instead: every finished row before the cutoff read
-    # and sorted for each chunk; and the DELETE below looked ids up through it, 87 µs a row.
+    # takes the (status, created_at) index instead, which reads and sorts every finished row
+    # before the cutoff for each chunk, and makes the DELETE below look ids up through it.
     finished = (TASKS.c.status + "").in_(_FINISHED)
     ids = (
         connection.execute(

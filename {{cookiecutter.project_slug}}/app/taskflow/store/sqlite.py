@@ -81,8 +81,8 @@ def bind_none_and_bool_directly() -> None:
     """Spare Python 3.11's sqlite3 its slow path for None and bool parameters.
 
     3.11 sends every parameter that is not exactly int, float, str or bytearray through its
-    adapter lookup, and a miss there formats an AttributeError message and throws it away:
-    about 0.6 µs a value, and a task row binds a dozen NULLs and two bools. An adapter found
+    adapter lookup, and a miss there formats an AttributeError message and throws it away,
+    for each value; a task row binds a dozen NULLs and two bools. An adapter found
     in the registry skips the miss. These bind what sqlite3 binds anyway (NULL, 0 or 1), so
     nothing changes for the rest of the process except speed. Python 3.12 fixed the lookup,
     and there an adapter would only add a call; an adapter someone registered is kept.
@@ -295,7 +295,7 @@ class SQLiteDatabase(Database):
 
     def commit_one(self, sql: str, params: Any) -> None:
         # The same transaction as a write_engine.begin(), without SQLAlchemy's connection and
-        # transaction objects (about half the cost of a persisted enqueue). Errors are raised
+        # transaction objects, which dominate a single-row commit. Errors are raised
         # as SQLAlchemy's, like every other write.
         with self.serialised_writes():
             driver = self._driver_connection

@@ -266,9 +266,9 @@ def _claim(ids_as_json: bool) -> Any:
         update(TASKS)
         .where(
             _named(TASKS.c.id, "ids", ids_as_json),
-            # `status || ''` keeps SQLite from looking rows up by the status index, which
-            # scanned every pending row per claim: 3 ms a claim with 10,000 queued, and
-            # growing with the backlog. By primary key it is a few lookups.
+            # `status || ''` keeps SQLite from looking rows up by the status index, which scans
+            # every pending row per claim, a cost that grows with the backlog; by primary key
+            # it is a few lookups.
             TASKS.c.status.concat("") == TaskStatus.PENDING.value,
             TASKS.c.owner == bindparam("owner"),
             TASKS.c.cancel_requested.is_(False),
