@@ -207,7 +207,7 @@ class LeaseKeeper:
     def _expire_dead_neighbours(self) -> None:
         """Bring dead processes' intake rows into the task table, and end dead local owners'
         leases, so the take-over finds both."""
-        self._store.adopt_intake_files(stale_after=self._lease.total_seconds())
+        self._store.adopt_orphans(stale_after=self._lease.total_seconds())
         live = self._store.live_owners()
         dead = dead_local_owners(live, me=self._owner)
         if dead:  # else no write transaction (a lock on SQLite) for nothing

@@ -183,13 +183,13 @@ async def test_a_live_processes_intake_file_is_left_alone_until_it_dies(make_man
     row = intake_row("elsewhere:7:alive000")
     alive = other_process_file(manager, "elsewhere:7:alive000", row)
     try:
-        assert manager.store.adopt_intake_files(stale_after=0) == 0
+        assert manager.store.adopt_orphans(stale_after=0) == 0
         assert alive.path.exists()
         assert alive.rows_left() == 1
         assert manager.store.get(row["id"]) is None
     finally:
         die(alive)
-    assert manager.store.adopt_intake_files(stale_after=0) == 1
+    assert manager.store.adopt_orphans(stale_after=0) == 1
     moved = manager.store.get(row["id"])
     # Pending, with no owner and no lease: the take-over claims it next.
     assert (moved.status, moved.owner, moved.lease_expires_at, moved.persist) == ("pending", None, None, True)
@@ -205,7 +205,7 @@ async def test_a_row_moved_before_its_process_died_is_not_recovered_twice(make_m
     finished = {**row, "status": "success", "updated_at": utcnow()}
     write_sql(manager.store, lambda c: c.execute(TASKS.insert().values(**finished)))
     die(dead)
-    assert manager.store.adopt_intake_files(stale_after=0) == 0
+    assert manager.store.adopt_orphans(stale_after=0) == 0
     assert count(manager, TASKS, row["id"]) == 1
     assert manager.store.get(row["id"]).status == "success"
     assert not dead.path.exists()
@@ -217,9 +217,9 @@ async def test_an_intake_file_never_set_up_is_deleted_only_once_stale(make_manag
     folder.mkdir(parents=True, exist_ok=True)
     half = folder / "starting_or_died_starting.db"
     half.touch()  # created; its process would take the lock and create the table next
-    assert manager.store.adopt_intake_files(stale_after=60) == 0
+    assert manager.store.adopt_orphans(stale_after=60) == 0
     assert half.exists()
-    assert manager.store.adopt_intake_files(stale_after=0) == 0
+    assert manager.store.adopt_orphans(stale_after=0) == 0
     assert not half.exists()
 
 
@@ -351,12 +351,12 @@ async def test_two_recoveries_at_once_move_each_dead_row_exactly_once(make_manag
 
     def adopt(manager: TaskManager) -> int:
         start.wait()
-        return manager.store.adopt_intake_files(stale_after=30)
+        return manager.store.adopt_orphans(stale_after=30)
 
     moved = await asyncio.gather(asyncio.to_thread(adopt, one), asyncio.to_thread(adopt, two))
     # Two probes of one file at the same moment may both find it busy, as if its process lived:
     # the file waits for the next round (every half lease), which this is.
-    late = one.store.adopt_intake_files(stale_after=30)
+    late = one.store.adopt_orphans(stale_after=30)
     ids = [row["id"] for row in rows]
     in_table = read_sql(
         one.store,

@@ -9,7 +9,7 @@ logins.py and the deletion of old finished tasks in retention.py.
 The operations, by group:
 
 - schema: create_tables, check_schema, dispose
-- enqueue: open, close, enqueue, adopt_intake_files, find_by_idempotency_key, apply (a batch
+- enqueue: open, close, enqueue, adopt_orphans, find_by_idempotency_key, apply (a batch
   of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
 - leases: renew_leases, take_over_expired, interrupt_orphans, released_ids, live_owners,
@@ -39,7 +39,7 @@ How a row enters taskflow_tasks. Every new row is built by models.new_task_row, 
    into this process's intake file first (`record_durably`, see intake.py); the batch that
    moves it in tells the dialect (`written`), which deletes it there.
 5. Adopted: rows a dead process left in its intake file are moved in by recovery
-   (`adopt_intake_files`, INSERT OR IGNORE: a row a batch moved already is skipped).
+   (`adopt_orphans`, INSERT OR IGNORE: a row a batch moved already is skipped).
 
 A row becomes RUNNING by a claim: in a batch for a row in the table (writes.claim), or in the
 writer for a row it still holds (Writer.claim_held, Writer.claim), which then goes in RUNNING.
@@ -177,7 +177,7 @@ class Store:
             raise
         return str(row["id"])
 
-    def adopt_intake_files(self, *, stale_after: float) -> int:
+    def adopt_orphans(self, *, stale_after: float) -> int:
         """Move the new rows dead processes kept outside the task table into it (pending, no
         owner: the take-over claims them next). Returns how many rows moved."""
         return self.database.adopt_orphans(stale_after=stale_after)

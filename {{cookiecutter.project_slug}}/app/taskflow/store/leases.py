@@ -230,16 +230,6 @@ def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -
     return connection.execute(statement).rowcount
 
 
-def insert_adopted(connection: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert rows taken from a dead process's intake file; ids the task table has already (a
-    batch moved them before the process died) are skipped. Returns how many went in."""
-    inserted = 0
-    for start in range(0, len(rows), CHUNK):
-        # SQLite only (the intake is SQLite's): INSERT OR IGNORE skips a taken primary key.
-        inserted += connection.execute(insert(TASKS).prefix_with("OR IGNORE"), rows[start : start + CHUNK]).rowcount
-    return inserted
-
-
 def live_owners(connection: Connection, *, now: datetime) -> list[str]:
     """Owners holding unexpired leases on active rows."""
     statement = (

@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, create_engine, event, insert
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from . import intake
 from .engine import Database
-from .leases import insert_adopted
-from .writes import INTAKE, compile_hot
+from .writes import CHUNK, INTAKE, TASKS, compile_hot
 
 logger = logging.getLogger("taskflow.store")
 
@@ -256,7 +255,7 @@ class SQLiteDatabase(Database):
             rows = orphan.rows()
             if rows:
                 with self.serialised_writes(), self.write_engine.begin() as connection:
-                    moved += insert_adopted(connection, rows)
+                    moved += _insert_adopted(connection, rows)
             orphan.discard()
         return moved
 
@@ -342,3 +341,13 @@ class MemoryDatabase(Database):
 
     def _create_write_engine(self) -> Engine:
         return create_engine("sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool)
+
+
+def _insert_adopted(connection: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert rows taken from a dead process's intake file; ids the task table has already (a
+    batch moved them before the process died) are skipped. Returns how many went in."""
+    inserted = 0
+    for start in range(0, len(rows), CHUNK):
+        # INSERT OR IGNORE skips a primary key the table has already.
+        inserted += connection.execute(insert(TASKS).prefix_with("OR IGNORE"), rows[start : start + CHUNK]).rowcount
+    return inserted
