@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from app.taskflow.background import new_task_id
-from app.taskflow.models import TaskRecord, TaskStatus, utcnow
+from app.taskflow.models import TaskStatus, new_task_row, utcnow
 from app.taskflow.store import Batch, Store, open_store
 from tests.taskflow.services import postgres_database, postgres_reachable
 
@@ -52,19 +52,19 @@ def finished_rows(count: int, make_id: Callable[[], str]) -> list[dict[str, Any]
     rows = []
     for _ in range(count):
         now = utcnow()
-        record = TaskRecord(
-            id=make_id(),
-            name="noop",
-            status=TaskStatus.SUCCESS.value,
-            attempt=1,
-            max_attempts=1,
-            owner=OWNER,
-            created_at=now,
-            updated_at=now,
-            started_at=now,
-            finished_at=now,
+        rows.append(
+            new_task_row(
+                id=make_id(),
+                name="noop",
+                status=TaskStatus.SUCCESS.value,
+                attempt=1,
+                max_attempts=1,
+                owner=OWNER,
+                created_at=now,
+                started_at=now,
+                finished_at=now,
+            )
         )
-        rows.append(record.model_dump())
     return rows
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from app.taskflow.models import TaskStatus, utcnow
+from app.taskflow.models import TaskStatus, new_task_row, utcnow
 from app.taskflow.store import open_store
 from app.taskflow.store.writes import TASKS
 
@@ -22,17 +22,16 @@ from .taskflow.sql import write_sql
 
 def finished_task(age: timedelta) -> dict[str, object]:
     at = utcnow() - age
-    return {
-        "id": str(uuid.uuid4()),
-        "name": "send_email",
-        "status": TaskStatus.SUCCESS.value,
-        "arguments": '{"args":[],"kwargs":{}}',
-        "attempt": 1,
-        "created_at": at,
-        "updated_at": at,
-        "started_at": at,
-        "finished_at": at,
-    }
+    return new_task_row(
+        id=str(uuid.uuid4()),
+        name="send_email",
+        status=TaskStatus.SUCCESS.value,
+        arguments='{"args":[],"kwargs":{}}',
+        attempt=1,
+        created_at=at,
+        started_at=at,
+        finished_at=at,
+    )
 
 
 def test_the_service_deletes_tasks_that_finished_before_its_retention_period(tmp_path: Path) -> None:

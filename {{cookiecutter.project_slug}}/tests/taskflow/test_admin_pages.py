@@ -13,7 +13,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import insert
 
 from app.taskflow import TaskStatus, current_task
-from app.taskflow.models import utcnow
+from app.taskflow.models import new_task_row, utcnow
 from app.taskflow.store.writes import TASKS
 
 from .conftest import ADMIN, VIEWER, wait_for_status
@@ -151,7 +151,7 @@ async def test_task_page_shows_progress_result_and_attempts(make_manager, make_a
 async def test_task_page_and_api_list_an_attempt_cut_short_by_a_crash(make_manager, make_app, client_for) -> None:
     manager, app, _ = build(make_manager, make_app)
     began, task_id, gone = utcnow() - timedelta(minutes=2), str(uuid.uuid4()), "elsewhere:1:gone0000"
-    row = {"id": task_id, "name": "ok", "status": TaskStatus.RUNNING.value, "persist": True, "attempt": 1}
+    row = new_task_row(id=task_id, name="ok", status=TaskStatus.RUNNING.value, persist=True, attempt=1)
     row |= {"arguments": '{"args": [], "kwargs": {}}'}
     row |= {"owner": gone, "started_at": began, "lease_expires_at": began, "created_at": began, "updated_at": began}
     write_sql(manager.store, lambda c: c.execute(insert(TASKS), [row]))
