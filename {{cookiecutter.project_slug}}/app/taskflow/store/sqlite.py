@@ -146,8 +146,6 @@ class WALCheckpointer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._connection: sqlite3.Connection | None = None
-        #: Checkpoints run so far (tests and diagnostics).
-        self.runs = 0
 
     def committed(self) -> None:
         self._commits += 1
@@ -170,7 +168,6 @@ class WALCheckpointer:
             if not self._round(self._connection):
                 with self._hold_writes():
                     self._round(self._connection)
-            self.runs += 1
         except sqlite3.Error as error:
             # The WAL keeps every commit; the next checkpoint copies what this one could not.
             logger.warning("taskflow: WAL checkpoint of %s failed (retried later): %s", self._path, error)
