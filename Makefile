@@ -15,6 +15,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k bad_answer"`.
 PYTEST_ARGS ?=
+# Parallel pytest workers for `make test` (pytest-xdist); the baked suites, the slowest tests,
+# are split so that two cores share them. `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint docs tools browser clean
 
@@ -67,7 +70,7 @@ docs: $(TEST_STAMP)
 # The browser test's screenshot lands here (kept after the baked folders are gone).
 test: export TEST_ARTIFACTS_DIR ?= $(CURDIR)/test-artifacts
 test: $(TEST_STAMP) tools lint docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) site .pytest_cache .ruff_cache

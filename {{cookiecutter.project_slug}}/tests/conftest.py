@@ -32,6 +32,28 @@ from .taskflow.services import REDIS_URL as TEST_REDIS_URL
 __all__ = ["IN_CI", "TEST_POSTGRES_URL", "TEST_REDIS_URL", "postgres_reachable", "redis_reachable", "require_service"]
 
 
+def shard(value: str) -> tuple[int, int]:
+    """TEST_SHARD="i/n" -> (i, n): run the i-th of n slices of the suite (1-based)."""
+    index, _, count = value.partition("/")
+    if index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count):
+        return int(index), int(count)
+    raise pytest.UsageError(f"TEST_SHARD={value!r} must be i/n with 1 <= i <= n (example: TEST_SHARD=1/2)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # TEST_SHARD splits one run into n processes that can run side by side (CI on several
+    # cores): every n-th test, so each slice gets a share of every file, slow ones included.
+    if not (value := os.environ.get("TEST_SHARD", "").strip()):
+        return
+    index, count = shard(value)
+    slices: tuple[list[pytest.Item], list[pytest.Item]] = ([], [])
+    for position, item in enumerate(items):
+        slices[position % count == index - 1].append(item)
+    deselected, kept = slices
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
+
+
 def configured_database_url() -> str:
     return os.environ.get("TEST_DATABASE_URL") or Settings().database_url
 
