@@ -187,9 +187,7 @@ class TaskManager:
         def register(function: Callable[[], R]) -> Callable[[], R]:
             if self._runtime is not None:
                 raise RuntimeError("schedules must be declared before the task manager starts")
-            schedule = build_schedule(
-                function, name=name, every=every, cron=cron, timezone=timezone, catch_up=catch_up
-            )
+            schedule = build_schedule(function, name=name, every=every, cron=cron, timezone=timezone, catch_up=catch_up)
             if schedule.name in self.schedules:
                 raise ValueError(f"schedule {schedule.name!r} is declared twice; pass a unique name=... to @schedule")
             self.task(name=schedule.name, **options)(function)

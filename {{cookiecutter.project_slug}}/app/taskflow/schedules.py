@@ -138,7 +138,8 @@ def _check_takes_no_arguments(function: Callable[..., Any], where: str) -> None:
     required = [
         parameter.name
         for parameter in parameters
-        if parameter.default is parameter.empty and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if parameter.default is parameter.empty
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]
     if required:
         raise TypeError(
@@ -241,6 +242,7 @@ class Scheduler:
                 continue
             if row.next_run_at <= now:
                 self.fire(schedule, row.next_run_at, now)
+                wait = 0.0  # look again at once: the schedule has moved on (by us or another instance)
             else:
                 wait = min(wait, (row.next_run_at - now).total_seconds())
         return max(wait, 0.0)

@@ -374,12 +374,9 @@ class Store:
         """Since when the longest-waiting due PENDING task has been due (None when none waits)."""
         return self._read(lambda c: queries.oldest_due_pending(c, now=now))
 
-
     # -- schedules (schedules.py) ------------------------------------------------------------
 
-    def register_schedule(
-        self, name: str, *, kind: str, expression: str, timezone: str, first_run_at: datetime
-    ) -> Any:
+    def register_schedule(self, name: str, *, kind: str, expression: str, timezone: str, first_run_at: datetime) -> Any:
         """Store a schedule's definition (kept next due time if unchanged); returns its row."""
 
         def register(connection: Connection) -> Any:

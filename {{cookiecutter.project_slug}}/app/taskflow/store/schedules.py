@@ -26,7 +26,14 @@ def get_schedule(connection: Connection, name: str) -> Any | None:
 
 
 def register(
-    connection: Connection, *, name: str, kind: str, expression: str, timezone: str, first_run_at: datetime, now: datetime
+    connection: Connection,
+    *,
+    name: str,
+    kind: str,
+    expression: str,
+    timezone: str,
+    first_run_at: datetime,
+    now: datetime,
 ) -> Any:
     """Insert the schedule, or bring its stored definition up to date; returns the stored row.
 
