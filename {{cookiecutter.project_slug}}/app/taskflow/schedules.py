@@ -118,9 +118,9 @@ def build_schedule(
         seconds = every.total_seconds() if isinstance(every, timedelta) else every
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < math.inf:
             raise ValueError(f"{where}: every must be a positive number of seconds or a timedelta, got {every!r}")
-        return ScheduleSpec(
-            name=schedule_name, kind="every", expression=f"{float(seconds):g}", timezone=timezone, catch_up=catch_up
-        )
+        written = repr(float(seconds))  # exact: "3600.0" is stored as "3600", "0.25" as "0.25"
+        expression = written.removesuffix(".0")
+        return ScheduleSpec(name=schedule_name, kind="every", expression=expression, timezone=timezone, catch_up=catch_up)
     assert cron is not None
     text = " ".join(str(cron).split())
     try:
