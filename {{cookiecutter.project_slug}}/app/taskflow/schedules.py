@@ -120,7 +120,9 @@ def build_schedule(
             raise ValueError(f"{where}: every must be a positive number of seconds or a timedelta, got {every!r}")
         written = repr(float(seconds))  # exact: "3600.0" is stored as "3600", "0.25" as "0.25"
         expression = written.removesuffix(".0")
-        return ScheduleSpec(name=schedule_name, kind="every", expression=expression, timezone=timezone, catch_up=catch_up)
+        return ScheduleSpec(
+            name=schedule_name, kind="every", expression=expression, timezone=timezone, catch_up=catch_up
+        )
     assert cron is not None
     text = " ".join(str(cron).split())
     try:

@@ -110,6 +110,7 @@ def test_a_schedule_is_an_ordinary_task_with_its_options() -> None:
     assert spec is not None
     assert (spec.policy.retries, spec.timeout) == (2, 30)
     assert manager.schedules["cleanup"].every == 300
+    assert cleanup() is None  # still directly callable
 
 
 def test_every_is_stored_exactly() -> None:
@@ -123,7 +124,6 @@ def test_every_is_stored_exactly() -> None:
 
     assert (manager.schedules["rare"].expression, manager.schedules["rare"].every) == ("1234567", 1234567)
     assert manager.schedules["often"].expression == "0.25"
-    assert cleanup() is None  # still directly callable
 
 
 # -- due times --------------------------------------------------------------------------------------
