@@ -48,6 +48,7 @@ MAX_SLEEP = 1.0
 MISSED_AFTER = 60.0
 # Names the run of one schedule at one due time: the same on every instance.
 _RUN_NAMESPACE = uuid.UUID("6f1c7f57-3c55-4f0e-9a52-5c1d2a0e7b31")
+CRON_MAX_LENGTH = 200  # TaskSchedule.expression's column
 CRON_EXAMPLE = '"*/5 * * * *" (every five minutes) or "0 3 * * mon" (Mondays at 03:00)'
 
 
@@ -125,6 +126,8 @@ def build_schedule(
         )
     assert cron is not None
     text = " ".join(str(cron).split())
+    if len(text) > CRON_MAX_LENGTH:
+        raise ValueError(f"{where}: cron text is {len(text)} characters long; at most {CRON_MAX_LENGTH} are stored")
     try:
         CronSim(text, utcnow().astimezone(ZoneInfo(timezone)))
     except (CronSimError, ValueError, TypeError) as error:

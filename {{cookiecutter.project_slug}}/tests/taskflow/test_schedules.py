@@ -69,6 +69,14 @@ def test_bad_cron_text_fails_at_decoration_naming_the_schedule_the_text_and_an_e
     assert manager.registry.get("report") is None  # nothing half-registered
 
 
+def test_cron_text_longer_than_its_column_is_refused() -> None:
+    manager = TaskManager()
+    with pytest.raises(ValueError, match="cron text is 209 characters long; at most 200 are stored"):
+
+        @manager.schedule(cron="0 " + "1," * 100 + "3 * * *")
+        def report() -> None: ...
+
+
 def test_an_unknown_timezone_is_refused_with_an_example() -> None:
     manager = TaskManager()
     with pytest.raises(ValueError, match=r"unknown timezone 'Mars/Olympus'.*'Europe/Berlin'"):
