@@ -12,6 +12,7 @@ from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
 from .registry import TaskSpec
+from .schedules import ScheduleNotFound
 
 __version__ = "0.2.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "ManagedBackgroundTasks",
     "RetryAfter",
     "RetryPolicy",
+    "ScheduleNotFound",
     "TaskAdmin",
     "TaskCancelled",
     "TaskContext",

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
@@ -27,6 +28,7 @@ from .policy import RetryPolicy
 from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
+from .schedules import ScheduleSpec, build_schedule, set_paused
 from .store import Store, open_store
 from .task_metrics import TaskMetrics
 
@@ -76,6 +78,7 @@ class TaskManager:
         self.snapshot_interval = snapshot_interval
         self.config = TaskflowConfig(**options)
         self.registry = Registry()
+        self.schedules: dict[str, ScheduleSpec] = {}
         self.events = EventBus()
         self.hooks = Hooks()
         self.metrics = TaskMetrics()
@@ -164,6 +167,48 @@ class TaskManager:
             return function
 
         return register(func) if func is not None else register
+
+    def schedule(
+        self,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        catch_up: bool = True,
+        **options: Any,
+    ) -> Callable[[Callable[[], R]], Callable[[], R]]:
+        """Register a task that runs periodically: `every` seconds (or a timedelta), or at the times
+        of the `cron` text in `timezone`. Each due time runs once across every instance sharing the
+        database (see schedules.py); `options` are @task's. After downtime only the latest missed
+        due time runs, and with catch_up=False not even that one when it is over a minute old.
+        """
+
+        def register(function: Callable[[], R]) -> Callable[[], R]:
+            if self._runtime is not None:
+                raise RuntimeError("schedules must be declared before the task manager starts")
+            schedule = build_schedule(function, name=name, every=every, cron=cron, timezone=timezone, catch_up=catch_up)
+            if schedule.name in self.schedules:
+                raise ValueError(f"schedule {schedule.name!r} is declared twice; pass a unique name=... to @schedule")
+            self.task(name=schedule.name, **options)(function)
+            self.schedules[schedule.name] = schedule
+            return function
+
+        return register
+
+    async def pause_schedule(self, name: str, *, actor: str = "code") -> None:
+        """Stop firing schedule `name` on every instance until resumed (audited as `actor`).
+        Raises ScheduleNotFound for a name no instance registered."""
+        await asyncio.to_thread(set_paused, self.store, name, paused=True, actor=actor)
+
+    async def resume_schedule(self, name: str, *, actor: str = "code") -> None:
+        """Fire schedule `name` again from its next due time (audited as `actor`)."""
+        await asyncio.to_thread(set_paused, self.store, name, paused=False, actor=actor)
+
+    def scheduled(self, row: dict[str, Any]) -> None:
+        """A schedule's due time made this task row (any thread): count it, tell the dashboards."""
+        self.enqueued_total += 1
+        self.events.publish(TaskEvent(task_id=row["id"], name=row["name"], status=TaskStatus.PENDING.value))
 
     def enable_tracing(self, tracer_provider: Any = None) -> None:
         """OpenTelemetry spans for enqueues and attempts (needs opentelemetry-api; the global

@@ -234,6 +234,26 @@ class AdminRevokedSession(SQLModel, table=True):
     expires_at: float = Field(index=True)  # time.time() when the session would have ended
 
 
+class TaskSchedule(SQLModel, table=True):
+    """A periodic schedule (@task_manager.schedule) and the next due time any instance fires.
+
+    `next_run_at` is the compare-and-set guard: the instance whose UPDATE moves it on from the
+    due time fires that due time, so each one runs once however many instances share the table.
+    """
+
+    __tablename__ = "taskflow_schedules"
+
+    name: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=16)  # "every" (seconds) or "cron"
+    expression: str = Field(max_length=200)
+    timezone: str = Field(max_length=64)
+    next_run_at: datetime = Field(sa_type=UTCDateTime)
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_task_id: str | None = Field(default=None, max_length=36)
+    paused: bool = False
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 # In the database. TaskIntake's table lives in each process's intake file (store/intake.py).
 TASKFLOW_TABLES = [
     TaskRecord.__table__,  # type: ignore[attr-defined]
@@ -241,4 +261,5 @@ TASKFLOW_TABLES = [
     AuditEntry.__table__,  # type: ignore[attr-defined]
     AdminLoginFailure.__table__,  # type: ignore[attr-defined]
     AdminRevokedSession.__table__,  # type: ignore[attr-defined]
+    TaskSchedule.__table__,  # type: ignore[attr-defined]
 ]

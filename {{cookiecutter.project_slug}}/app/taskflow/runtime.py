@@ -15,6 +15,7 @@ from .events import RedisBridge
 from .leases import LeaseKeeper
 from .retention import Retention
 from .runner import Runner
+from .schedules import Scheduler
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Runtime:
             runnable=self._runnable_names,
         )
         self.retention = Retention(manager.store, config.keep_finished)
+        # Only a service that declares schedules runs the loop that fires them.
+        self.scheduler = Scheduler(manager) if manager.schedules else None
         self.redis: RedisBridge | None = None
         self._previous_signals: dict[int, Any] = {}
 
@@ -81,6 +84,8 @@ class Runtime:
         await runtime.runner.start()
         await runtime.leases.start()
         await runtime.retention.start()
+        if runtime.scheduler is not None:
+            await runtime.scheduler.start()
         runtime._watch_signals()
         logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
         return runtime
@@ -89,6 +94,8 @@ class Runtime:
         manager = self.manager
         manager.shutting_down.set()
         self._restore_signals()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         finished = await self.runner.drain(shutdown_timeout)
         if not finished:
             logger.warning(

@@ -1,6 +1,7 @@
 """A test-only service for the process tests: `uvicorn --factory tests.taskflow.proc_app:create_app`.
 
-Configured from the environment (DATABASE_URL, TASK_* and PROC_RECORD_DIR). Its tasks append
+Configured from the environment (DATABASE_URL, TASK_*, PROC_RECORD_DIR and, for a periodic
+task "tick", PROC_SCHEDULE_EVERY). Its tasks append
 one JSON line when an execution starts and one when it ends to `<PROC_RECORD_DIR>/<pid>.jsonl`,
 so a test can count executions across processes, including those a `kill -9` cut short.
 Appends of one short line to an O_APPEND file are atomic, and they survive the process's death.
@@ -65,6 +66,14 @@ def build_manager(executions: ExecutionLog) -> TaskManager:
         executions.record("start")
         # The worst a task can do: take its process down with it, every time it runs.
         os._exit(1)
+
+    every = os.environ.get("PROC_SCHEDULE_EVERY")
+    if every:  # only the schedule tests declare one: the other tests run no scheduler
+
+        @manager.schedule(every=float(every), name="tick")
+        async def tick() -> None:
+            executions.record("start")
+            executions.record("end")
 
     return manager
 

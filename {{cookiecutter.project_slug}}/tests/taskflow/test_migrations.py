@@ -17,6 +17,7 @@ from app.taskflow.store.engine import open_database
 
 FIRST_REVISION = "taskflow_0001"
 BEFORE_LOGIN_TABLES = "taskflow_0002"
+BEFORE_SCHEDULES = "taskflow_0003"
 ADD_A_MIGRATION = 'add a migration: python -m app.taskflow.migrations revision -m "what changed"'
 
 
@@ -215,6 +216,27 @@ def test_a_database_whose_admin_made_its_login_tables_upgrades_and_keeps_their_r
             kept = connection.execute(text("SELECT session_id FROM taskflow_admin_revoked_sessions")).scalars().all()
         assert kept == ["session:ab"]
         assert version_rows(database_url) == sorted(heads())
+    finally:
+        engine.dispose()
+
+
+def test_the_schedules_table_comes_after_the_login_tables_and_keeps_their_rows(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        upgrade(engine, to=BEFORE_SCHEDULES)  # as a database of a build without schedules left it
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO taskflow_admin_revoked_sessions (session_id, expires_at) VALUES ('session:cd', 1e12)"
+            )
+        assert "taskflow_schedules" not in inspect(engine).get_table_names()
+        engine.dispose()
+
+        assert start_upgrades_to_the_models(database_url) == []
+
+        assert "taskflow_schedules" in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT session_id FROM taskflow_admin_revoked_sessions")).scalars().all()
+        assert kept == ["session:cd"]
     finally:
         engine.dispose()
 

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from ..manager import TaskNotFound
 from ..metrics import prometheus_text
 from ..models import TaskStatus
+from ..schedules import ScheduleNotFound
 from ..store import TaskFilter
-from .auth import get_admin
+from .auth import Principal, get_admin
 from .filters import api_filter
 from .guards import ActorDep
 from .schemas import (
@@ -24,6 +25,7 @@ from .schemas import (
     BulkRetryResult,
     Metrics,
     RegisteredTask,
+    SchedulePublic,
     TaskDetail,
     TaskPublic,
 )
@@ -109,6 +111,33 @@ async def retry_failed(
         retried=[ActionResult(task_id=old, outcome="retried", new_task_id=new) for old, new in done],
         failed=[{"task_id": old, "reason": reason} for old, reason in refused],
     )
+
+
+@router.get("/schedules", response_model=list[SchedulePublic], name="taskflow_schedules")
+async def schedules(service: ServiceDep) -> list[SchedulePublic]:
+    """Periodic schedules by name, with their next and last due time and last outcome."""
+    return [SchedulePublic.from_row(row) for row in await service.schedules()]
+
+
+@router.post("/schedules/{name}/pause", response_model=SchedulePublic, name="taskflow_schedule_pause")
+async def pause_schedule(service: ServiceDep, principal: ActorDep, name: str) -> SchedulePublic:
+    """Stop firing this schedule on every instance until it is resumed."""
+    return await _set_paused(service, principal, name, paused=True)
+
+
+@router.post("/schedules/{name}/resume", response_model=SchedulePublic, name="taskflow_schedule_resume")
+async def resume_schedule(service: ServiceDep, principal: ActorDep, name: str) -> SchedulePublic:
+    """Fire this schedule again, from its next due time (those passed while paused do not run)."""
+    return await _set_paused(service, principal, name, paused=False)
+
+
+async def _set_paused(service: AdminService, principal: Principal, name: str, *, paused: bool) -> SchedulePublic:
+    try:
+        await service.pause_schedule(principal, name, paused=paused)
+    except ScheduleNotFound:
+        raise HTTPException(status_code=404, detail=f"no schedule named {name!r}") from None
+    row = next(row for row in await service.schedules() if row.name == name)
+    return SchedulePublic.from_row(row)
 
 
 @router.get("/{task_id}", response_model=TaskDetail, name="taskflow_detail")

@@ -14,12 +14,20 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..manager import TaskNotFound
+from ..schedules import ScheduleNotFound
 from .api import MAX_BULK, ServiceDep, get_service
 from .auth import Principal, PrincipalDep, get_admin
 from .filters import FilterForm
 from .guards import ActorDep
 from .service import ActionRefused, AdminService
-from .views import audit_context, dashboard_context, metrics_context, registry_context, task_context
+from .views import (
+    audit_context,
+    dashboard_context,
+    metrics_context,
+    registry_context,
+    schedules_context,
+    task_context,
+)
 
 router = APIRouter(prefix="/dashboard", default_response_class=HTMLResponse)
 
@@ -74,6 +82,7 @@ page_and_partial(
 )
 page_and_partial("/audit", "taskflow_page_audit", audit_context, "audit.html", ("audit", "partials/audit_table.html"))
 page_and_partial("/registry", "taskflow_page_registry", registry_context, "registry.html", None)
+page_and_partial("/schedules", "taskflow_page_schedules", schedules_context, "schedules.html", None)
 
 
 async def _task_or_404(request: Request, principal: Principal, service: AdminService, task_id: str) -> Any:
@@ -150,3 +159,23 @@ async def retry_failed_action(
     await service.retry_failed(principal, form.task_filter, limit=min(MAX_BULK, 100))
     url = request.url_for("taskflow_dashboard").include_query_params(**{**form.query(), "status": "pending"})
     return _go(request, f"{url.path}?{url.query}")
+
+
+@router.post("/schedules/{name}/pause", name="taskflow_page_schedule_pause")
+async def pause_schedule_action(request: Request, principal: ActorDep, service: ServiceDep, name: str) -> Response:
+    return await _set_paused(request, principal, service, name, paused=True)
+
+
+@router.post("/schedules/{name}/resume", name="taskflow_page_schedule_resume")
+async def resume_schedule_action(request: Request, principal: ActorDep, service: ServiceDep, name: str) -> Response:
+    return await _set_paused(request, principal, service, name, paused=False)
+
+
+async def _set_paused(
+    request: Request, principal: Principal, service: AdminService, name: str, *, paused: bool
+) -> Response:
+    try:
+        await service.pause_schedule(principal, name, paused=paused)
+    except ScheduleNotFound:
+        return _refused(request, principal, f"There is no schedule named {name!r}.", 404)
+    return _go(request, str(request.url_for("taskflow_page_schedules").path))

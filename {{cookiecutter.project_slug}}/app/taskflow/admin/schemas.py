@@ -227,6 +227,35 @@ class RegisteredTask(BaseModel):
     on_failure: str | None = None
 
 
+class SchedulePublic(BaseModel):
+    """A periodic schedule: its timing, next and last due time, and its last run's outcome."""
+
+    name: str
+    kind: str  # "every" (seconds) or "cron"
+    expression: str
+    timezone: str
+    paused: bool
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_task_id: str | None
+    # The status of the last run's task; None before the first run (or once retention deleted it).
+    last_status: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> SchedulePublic:
+        return cls(
+            name=row.name,
+            kind=row.kind,
+            expression=row.expression,
+            timezone=row.timezone,
+            paused=row.paused,
+            next_run_at=_aware(row.next_run_at),
+            last_run_at=_aware(row.last_run_at),
+            last_task_id=row.last_task_id,
+            last_status=row.last_status,
+        )
+
+
 class ActionResult(BaseModel):
     """The outcome of retry or cancel."""
 

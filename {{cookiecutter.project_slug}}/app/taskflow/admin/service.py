@@ -142,7 +142,18 @@ class AdminService:
     def registry(self) -> list[dict[str, Any]]:
         return [spec.describe() for spec in self.manager.registry.all() if spec.registered]
 
+    async def schedules(self) -> list[Any]:
+        """Every stored schedule, with the status of its last run's task (`last_status`)."""
+        return await asyncio.to_thread(self.manager.store.list_schedules)
+
     # -- actions (audited) ----------------------------------------------------------------------
+
+    async def pause_schedule(self, principal: Principal, name: str, *, paused: bool) -> None:
+        """Pause (or resume) a schedule on every instance; raises ScheduleNotFound."""
+        if paused:
+            await self.manager.pause_schedule(name, actor=principal.username)
+        else:
+            await self.manager.resume_schedule(name, actor=principal.username)
 
     async def retry(self, principal: Principal, task_id: str, *, detail: str | None = None) -> str:
         """The new task's id. Raises TaskNotFound, or ActionRefused when the task can't be retried."""

@@ -127,3 +127,7 @@ async def audit_context(request: Request, service: AdminService) -> dict[str, An
 
 async def registry_context(request: Request, service: AdminService) -> dict[str, Any]:
     return {"specs": service.registry()}
+
+
+async def schedules_context(request: Request, service: AdminService) -> dict[str, Any]:
+    return {"schedules": await service.schedules()}

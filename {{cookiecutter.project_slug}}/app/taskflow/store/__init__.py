@@ -4,7 +4,7 @@
 Everything above it (manager, writer, runner, leases, retention, admin, metrics, cli) calls
 these operations and never builds SQL: the SQL lives in this package's modules, the lifecycle
 writes in writes.py, lease handling in leases.py, reads in queries.py, admin logins in
-logins.py and the deletion of old finished tasks in retention.py.
+logins.py, periodic schedules in schedules.py and the deletion of old finished tasks in retention.py.
 
 The operations, by group:
 
@@ -19,6 +19,8 @@ The operations, by group:
 - admin logins: login_failures, count_login_failure, clear_login_failures, revoke_session,
   is_session_revoked
 - metrics: status_snapshot, oldest_due_pending
+- schedules: register_schedule, get_schedule, list_schedules, fire_schedule,
+  set_schedule_paused
 
 `reading()` and `writing()` hand out a raw connection for tests and one-off maintenance;
 taskflow's own modules outside this package never use them (tests/taskflow/test_store_interface.py).
@@ -40,6 +42,8 @@ How a row enters taskflow_tasks. Every new row is built by models.new_task_row, 
    moves it in tells the dialect (`written`), which deletes it there.
 5. Adopted: rows a dead process left in its intake file are moved in by recovery
    (`adopt_orphans`, INSERT OR IGNORE: a row a batch moved already is skipped).
+6. Fired by a schedule (`fire_schedule`): committed ownerless, as in 1, in the transaction whose
+   compare-and-set moves the schedule past its due time, so each due time makes one row.
 
 A row becomes RUNNING by a claim: in a batch for a row in the table (writes.claim), or in the
 writer for a row it still holds (Writer.claim_held, Writer.claim), which then goes in RUNNING.
@@ -61,7 +65,7 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import leases, logins, queries, retention
+from . import leases, logins, queries, retention, schedules
 from .engine import Database, open_database
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
 from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
@@ -369,6 +373,59 @@ class Store:
     def oldest_due_pending(self, now: datetime) -> datetime | None:
         """Since when the longest-waiting due PENDING task has been due (None when none waits)."""
         return self._read(lambda c: queries.oldest_due_pending(c, now=now))
+
+    # -- schedules (schedules.py) ------------------------------------------------------------
+
+    def register_schedule(self, name: str, *, kind: str, expression: str, timezone: str, first_run_at: datetime) -> Any:
+        """Store a schedule's definition (kept next due time if unchanged); returns its row."""
+
+        def register(connection: Connection) -> Any:
+            return schedules.register(
+                connection,
+                name=name,
+                kind=kind,
+                expression=expression,
+                timezone=timezone,
+                first_run_at=first_run_at,
+                now=utcnow(),
+            )
+
+        try:
+            return self._write(register)
+        except IntegrityError:  # another instance inserted it at the same moment: now it is there
+            return self._write(register)
+
+    def get_schedule(self, name: str) -> Any | None:
+        return self._read(lambda c: schedules.get_schedule(c, name))
+
+    def list_schedules(self) -> builtins.list[Any]:
+        """Every schedule by name, with `last_status`: the status of its last run's task."""
+        return self._read(schedules.list_schedules)
+
+    def fire_schedule(
+        self,
+        name: str,
+        *,
+        due_at: datetime,
+        next_run_at: datetime,
+        run_at: datetime | None = None,
+        row: dict[str, Any] | None = None,
+    ) -> bool:
+        """Route 6: move the schedule from `due_at` to `next_run_at` and insert `row` (the run of
+        `run_at`) in one transaction; True only for the one caller whose compare-and-set won."""
+        now = utcnow()
+        return self._write(
+            lambda c: schedules.fire(
+                c, name=name, due_at=due_at, next_run_at=next_run_at, run_at=run_at, row=row, now=now
+            )
+        )
+
+    def set_schedule_paused(self, name: str, *, paused: bool, next_run_at: datetime | None = None) -> bool:
+        """Pause or resume a schedule (a resume may move its next due time); False if unknown."""
+        now = utcnow()
+        return self._write(
+            lambda c: schedules.set_paused(c, name=name, paused=paused, next_run_at=next_run_at, now=now)
+        )
 
 
 def open_store(database_url: str | None) -> Store:
