@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..manager import TaskNotFound
-from .api import MAX_BULK, ServiceDep, get_service
+from .api import ServiceDep, get_service
 from .auth import Principal, PrincipalDep, get_admin
+from .bulk import MAX_BULK
 from .filters import FilterForm
 from .guards import ActorDep
 from .service import ActionRefused, AdminService
