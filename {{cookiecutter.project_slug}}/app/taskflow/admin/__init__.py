@@ -158,9 +158,7 @@ class TaskAdmin:
         for page in self.pages:
             guarded.include_router(page.router, prefix=f"{self.path}/dashboard", include_in_schema=False)
         for module in (pages, bulk_pages, sse, static, login, bulk_api):
-            guarded.include_router(
-                module.router, prefix=self.path, include_in_schema=module not in (pages, bulk_pages)
-            )
+            guarded.include_router(module.router, prefix=self.path, include_in_schema=module not in (pages, bulk_pages))
         # Last: its GET /{task_id} would otherwise take /dashboard, /login, ... for task ids.
         guarded.include_router(api.router, prefix=self.path)
         outer = APIRouter()

@@ -241,7 +241,7 @@ class BulkActions:
         deleted = 0
         while deleted < MAX_BULK:
             want = min(CHUNK, MAX_BULK - deleted)
-            went = await asyncio.to_thread(lambda: store.delete_finished_before(cutoff, limit=want))
+            went = await asyncio.to_thread(store.delete_finished_before, cutoff, limit=want)
             deleted += went
             if went < want:
                 break
@@ -252,4 +252,3 @@ class BulkActions:
         await self.service.audit_action(principal, "purge", {**detail, "via": "admin"})
         self.service.insights.invalidate()
         return PurgeReport(str(older_than), cutoff, deleted, more)
-

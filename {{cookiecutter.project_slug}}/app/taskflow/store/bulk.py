@@ -23,9 +23,7 @@ def ids_matching(
     clauses = task_filter.clauses()
     if statuses is not None:
         clauses.append(TASKS.c.status.in_(sorted(status.value for status in statuses)))
-    statement = (
-        select(TASKS.c.id).where(*clauses).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit)
-    )
+    statement = select(TASKS.c.id).where(*clauses).order_by(TASKS.c.created_at.desc(), TASKS.c.id.desc()).limit(limit)
     return list(connection.execute(statement).scalars())
 
 
@@ -36,4 +34,3 @@ def count_finished_before(connection: Connection, *, cutoff: datetime, cap: int 
         inner = inner.limit(cap + 1)
     counted = int(connection.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
     return (cap, False) if cap is not None and counted > cap else (counted, True)
-

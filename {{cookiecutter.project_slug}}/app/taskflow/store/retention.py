@@ -35,12 +35,7 @@ def delete_finished_before(connection: Connection, *, cutoff: datetime, limit: i
     the scan walks the created_at index from the oldest row and stops after `limit` matches.
     """
     ids = (
-        connection.execute(
-            select(TASKS.c.id)
-            .where(*finished_before(cutoff))
-            .order_by(TASKS.c.created_at)
-            .limit(limit)
-        )
+        connection.execute(select(TASKS.c.id).where(*finished_before(cutoff)).order_by(TASKS.c.created_at).limit(limit))
         .scalars()
         .all()
     )
