@@ -15,7 +15,6 @@ import getpass
 import importlib
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from . import ages
 from .admin.auth import Principal, Role
 from .admin.filters import MAX_TEXT, as_utc
 from .admin.schemas import TaskDetail, TaskPublic
@@ -35,8 +35,6 @@ from .store import TaskFilter
 # Where the service builds its configured manager; `--manager` or TASKFLOW_MANAGER override it.
 DEFAULT_MANAGER = "app.tasks:configure_task_manager"
 PURGE_CHUNK = 500
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
@@ -100,11 +98,11 @@ def parse_time(value: str | None, option: str) -> datetime | None:
 
 
 def parse_age(value: str) -> timedelta:
-    """'90' (seconds), '30m', '12h', '7d', '2w'."""
-    match = DURATION.match(value)
-    if match is None or float(match.group(1)) <= 0:
-        fail(f"--older-than must be a positive age like 90 (seconds), 30m, 12h, 7d or 2w, got {value!r}")
-    return timedelta(seconds=float(match.group(1)) * UNIT_SECONDS[match.group(2)])
+    """'90' (seconds), '30m', '12h', '7d', '2w' (see ages.py)."""
+    try:
+        return ages.parse_age(value)
+    except ValueError as error:
+        fail(f"--older-than {error}")
 
 
 def task_filter(

@@ -180,6 +180,29 @@ def test_browser_dashboard_follows_tasks_live_and_retries(service: Service, brow
         audit = httpx.get(f"{service.url}/tasks/audit", auth=(USER, PASSWORD), timeout=10).json()
         assert [(entry["actor"], entry["action"], entry["task_id"]) for entry in audit] == [(USER, "retry", flaky_id)]
 
+        # Bulk: tick two failed rows, retry them from the bar, confirm on its page, see the counts.
+        # (The rows appear through the stream of the dashboard loaded above, and are ticked as
+        # they arrive: later live updates must keep the ticks.)
+        wait_until(lambda: page.evaluate("() => window.streamOpen === true"), timeout=30, what="the stream opens")
+        failing = [
+            httpx.post(f"{service.url}/flaky", params={"failure_rate": 1.0}, timeout=10).json()["task_id"]
+            for _ in range(2)
+        ]
+        for task_id in failing:
+            wait_until(lambda task_id=task_id: row_status(page, task_id) == "failed", timeout=60, what="a row fails")
+            page.check(f"#task-{task_id} input[name=ids]")
+        assert page.text_content("#bulk-count") == "2 selected:"
+        page.click("#bulk-form button[value=retry]")
+        page.wait_for_url(f"{service.url}/tasks/dashboard/bulk/confirm")
+        assert page.text_content("h1") == "Retry 2 tasks?"
+        page.click("form.bulk-confirm button[type=submit]")
+        page.wait_for_url(f"{service.url}/tasks/dashboard/bulk/run")
+        assert page.text_content('td.count[data-outcome="retried"]') == "2"
+        page.screenshot(path=str(artifacts_dir() / "dashboard-bulk-retried.png"), full_page=True)
+        assert page.evaluate("() => window.cspViolations") == []
+        audit = httpx.get(f"{service.url}/tasks/audit", auth=(USER, PASSWORD), timeout=10).json()
+        assert [entry["action"] for entry in audit].count("bulk-retry") == 1
+
         # With the dashboard's event stream still open, SIGTERM stops the server promptly.
         service.process.send_signal(signal.SIGTERM)
         started = time.monotonic()

@@ -3,7 +3,8 @@
 Every admin route hangs off ONE router whose dependency is `require_principal` (auth.py); only
 the login form is outside it. Module map: api.py (JSON), pages.py + views.py + templates/
 (HTML), sse.py (live rows), static.py (vendored htmx), login.py, guards.py (mutations),
-service.py (what the routes call), ../metrics.py (metrics and Prometheus).
+service.py (what the routes call), bulk.py + bulk_api.py + bulk_pages.py (bulk actions and
+purge), ../metrics.py (metrics and Prometheus).
 """
 
 from __future__ import annotations
@@ -150,14 +151,14 @@ class TaskAdmin:
         self._warn_if_open(app)
 
     def router(self) -> APIRouter:
-        from . import api, login, pages, sse, static
+        from . import api, bulk_api, bulk_pages, login, pages, sse, static
 
         # One auth dependency on this router covers every admin route: JSON, pages, events, static.
         guarded = APIRouter(dependencies=[Depends(require_principal)], tags=["taskflow"])
         for page in self.pages:
             guarded.include_router(page.router, prefix=f"{self.path}/dashboard", include_in_schema=False)
-        for module in (pages, sse, static, login):
-            guarded.include_router(module.router, prefix=self.path, include_in_schema=module is not pages)
+        for module in (pages, bulk_pages, sse, static, login, bulk_api):
+            guarded.include_router(module.router, prefix=self.path, include_in_schema=module not in (pages, bulk_pages))
         # Last: its GET /{task_id} would otherwise take /dashboard, /login, ... for task ids.
         guarded.include_router(api.router, prefix=self.path)
         outer = APIRouter()

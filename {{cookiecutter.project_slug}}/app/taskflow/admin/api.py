@@ -1,7 +1,8 @@
 """The admin JSON API under the admin path (default /tasks).
 
 Fixed paths (/metrics, /audit, /registry, /retry-failed, ...) are declared before /{task_id}, so
-they are never taken for a task id. Mutations depend on `require_actor` (role, origin, CSRF).
+they are never taken for a task id (the bulk actions' /bulk/... routes, in bulk_api.py, are
+included before this router). Mutations depend on `require_actor` (role, origin, CSRF).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..models import TaskStatus
 from ..schedules import ScheduleNotFound
 from ..store import TaskFilter
 from .auth import Principal, get_admin
+from .bulk import MAX_BULK
 from .filters import api_filter
 from .guards import ActorDep
 from .schemas import (
@@ -34,7 +36,6 @@ from .service import ActionRefused, AdminService
 router = APIRouter()
 
 FilterDep = Annotated[TaskFilter, Depends(api_filter)]
-MAX_BULK = 1000
 
 
 def get_service(request: Request) -> AdminService:

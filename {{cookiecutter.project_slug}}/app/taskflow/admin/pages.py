@@ -15,8 +15,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..manager import TaskNotFound
 from ..schedules import ScheduleNotFound
-from .api import MAX_BULK, ServiceDep, get_service
+from .api import ServiceDep, get_service
 from .auth import Principal, PrincipalDep, get_admin
+from .bulk import MAX_BULK
 from .filters import FilterForm
 from .guards import ActorDep
 from .service import ActionRefused, AdminService

@@ -191,9 +191,13 @@ class AdminService:
                 done.append((task_id, await self.retry(principal, task_id, detail="bulk")))
             except (TaskNotFound, ActionRefused) as error:
                 refused.append((task_id, str(error)))
-        summary = {"filter": _describe(task_filter), "retried": len(done), "refused": len(refused)}
+        summary = {"filter": describe_filter(task_filter), "retried": len(done), "refused": len(refused)}
         await self._audit(principal, "retry-failed", None, json.dumps(summary))
         return done, refused
+
+    async def audit_action(self, principal: Principal, action: str, detail: dict[str, Any]) -> None:
+        """One audit entry for an action on many tasks, its detail as JSON."""
+        await self._audit(principal, action, None, json.dumps(detail, default=str))
 
     async def _audit(self, principal: Principal, action: str, task_id: str | None, detail: str | None) -> None:
         store = self.manager.store
@@ -202,8 +206,9 @@ class AdminService:
         )
 
 
-def _describe(task_filter: TaskFilter) -> dict[str, str]:
+def describe_filter(task_filter: TaskFilter) -> dict[str, str]:
     values = {
+        "status": str(task_filter.status) if task_filter.status else None,
         "name": task_filter.name,
         "since": task_filter.since.isoformat() if task_filter.since else None,
         "until": task_filter.until.isoformat() if task_filter.until else None,

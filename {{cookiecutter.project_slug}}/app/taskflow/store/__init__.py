@@ -16,6 +16,7 @@ The operations, by group:
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
 - reads: get, list, count, attempts
 - admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
+- bulk actions (bulk.py): ids_matching, delete_finished, count_finished_before
 - admin logins: login_failures, count_login_failure, clear_login_failures, revoke_session,
   is_session_revoked
 - metrics: status_snapshot, oldest_due_pending
@@ -65,7 +66,7 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import leases, logins, queries, retention, schedules
+from . import bulk, leases, logins, queries, retention, schedules
 from .engine import Database, open_database
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
 from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
@@ -343,6 +344,24 @@ class Store:
     def retryable_failed_ids(self, task_filter: TaskFilter, *, limit: int) -> builtins.list[str]:
         """FAILED tasks matching the filter that no task retries yet, newest first."""
         return self._read(lambda c: queries.retryable_failed_ids(c, task_filter, limit=limit))
+
+    # -- bulk actions (bulk.py) --------------------------------------------------------------
+
+    def ids_matching(
+        self, task_filter: TaskFilter, *, limit: int, statuses: Collection[TaskStatus] | None = None
+    ) -> builtins.list[str]:
+        """Up to `limit` ids of tasks matching the filter (and in one of `statuses`), newest first."""
+        return self._read(lambda c: bulk.ids_matching(c, task_filter, statuses=statuses, limit=limit))
+
+    def delete_finished(self, task_ids: builtins.list[str]) -> int:
+        """Delete those of these tasks that are finished, with their attempts; pending and running
+        ones are left alone. Returns how many went."""
+        return self._write(lambda c: retention.delete_finished_ids(c, task_ids))
+
+    def count_finished_before(self, cutoff: datetime, *, cap: int | None) -> tuple[int, bool]:
+        """(count, exact) of the tasks delete_finished_before(cutoff) would delete, counting at
+        most cap + 1 rows (None: all)."""
+        return self._read(lambda c: bulk.count_finished_before(c, cutoff=cutoff, cap=cap))
 
     # -- admin logins (logins.py) ------------------------------------------------------------
 
