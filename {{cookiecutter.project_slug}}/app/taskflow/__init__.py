@@ -12,6 +12,7 @@ from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
 from .registry import TaskSpec
+from .results import TaskFailed, TaskResultInvalid, TaskResultTimeout
 
 __version__ = "0.2.0"
 
@@ -24,10 +25,13 @@ __all__ = [
     "TaskAdmin",
     "TaskCancelled",
     "TaskContext",
+    "TaskFailed",
     "TaskManager",
     "TaskNotFound",
     "TaskNotRetryable",
     "TaskOutcome",
+    "TaskResultInvalid",
+    "TaskResultTimeout",
     "TaskSpec",
     "TaskStatus",
     "TaskTimeout",

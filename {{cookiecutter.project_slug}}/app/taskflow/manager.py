@@ -404,6 +404,20 @@ class TaskManager:
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
 
+    async def result(self, task_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for a task (of any instance) to finish and return its result, as the task
+        function's return type hint says (a pydantic model, a dataclass, a datetime...).
+
+        Raises TaskFailed if it failed, was cancelled or was interrupted; TaskResultInvalid if
+        the stored result does not match the hint; TaskResultTimeout (a TimeoutError) when
+        `timeout` seconds (None: no limit) pass first; TaskNotFound for an unknown id. Woken by
+        the task's events (across instances with Redis), else it re-reads the row at a doubling
+        interval; see results.py.
+        """
+        from .results import wait_for_result  # results.py builds on this module
+
+        return await wait_for_result(self, task_id, timeout=timeout)
+
     async def _row_once_written(self, task_id: str) -> Any | None:
         """The task's row once it is in the task table, where a cancel can reach it.
 
