@@ -11,6 +11,7 @@ from .hooks import TaskOutcome
 from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
+from .process_executor import TaskProcessError
 from .registry import TaskSpec
 from .results import TaskFailed, TaskResultInvalid, TaskResultTimeout
 
@@ -30,6 +31,7 @@ __all__ = [
     "TaskNotFound",
     "TaskNotRetryable",
     "TaskOutcome",
+    "TaskProcessError",
     "TaskResultInvalid",
     "TaskResultTimeout",
     "TaskSpec",

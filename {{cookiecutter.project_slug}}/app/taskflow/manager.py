@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -143,6 +143,7 @@ class TaskManager:
         timeout: float | None = ...,
         persist: bool = ...,
         name: str | None = ...,
+        executor: Literal["thread", "process"] = ...,
         on_failure: Hook | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
