@@ -10,10 +10,11 @@ finished. Between reads it waits for whichever comes first:
   manager that is not running). A long wait therefore costs one read every RESULT_POLL_MAX
   seconds, and a short one a few reads.
 
-The waiter subscribes before its first read, so a task that finishes between the two is not
-missed (its event waits in the queue). An instance publishes a task's event before its writer
-commits the row, so a read after a remote event may still see it running: the poll interval
-then starts again from RESULT_POLL_FIRST, chasing the commit.
+The waiter starts watching the task's events before its first read, so a task that finishes
+between the two is not missed (the watch keeps its latest event). A watch is found by task id:
+a thousand waiters do not each receive every event of the instance. An instance publishes a
+task's event before its writer commits the row, so a read after a remote event may still see
+it running: the poll interval then starts again from RESULT_POLL_FIRST, chasing the commit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .arguments import TaskResultInvalid
-from .events import EventBus, TaskEvent
+from .events import EventBus, TaskWatch
 from .manager import UNWRITTEN_GRACE, TaskManager, TaskNotFound
 from .models import TaskStatus
 
@@ -162,7 +163,7 @@ async def wait_until_finished(
     started = loop.time()
     deadline = None if timeout is None else started + timeout
     delays = (schedule or PollSchedule()).delays()
-    async with events.subscribe() as queue:
+    with events.watch(task_id) as watch:
         settle_first = True
         while True:
             if settle is not None and settle_first:
@@ -180,22 +181,21 @@ async def wait_until_finished(
                 wait = min(wait, deadline - now)
             if row is None:
                 wait = min(wait, max(0.0, started + unknown_after - now) + RESULT_POLL_FIRST)
-            settle_first = await _finished_event(queue, events, task_id, wait)
+            settle_first = await _finished_event(watch, wait)
             if settle_first:
                 # The finish event can come before its row is committed: chase the commit.
                 delays = PollSchedule().delays()
 
 
-async def _finished_event(queue: asyncio.Queue[TaskEvent], events: EventBus, task_id: str, wait: float) -> bool:
-    """Wait up to `wait` seconds for an event saying the task finished (or for lost events)."""
-    dropped = events.dropped(queue)
+async def _finished_event(watch: TaskWatch, wait: float) -> bool:
+    """Wait up to `wait` seconds for an event saying the task finished."""
     try:
         async with asyncio.timeout(wait):
             while True:
-                event = await queue.get()
-                if event.task_id == task_id and event.status in FINISHED:
+                if watch.latest is not None and watch.latest.status in FINISHED:
+                    watch.latest = None  # seen: a later read that still finds it running waits for the poll
                     return True
-                if events.dropped(queue) != dropped:
-                    return True  # the queue was full: the event we wait for may be among those lost
+                watch.changed.clear()
+                await watch.changed.wait()
     except TimeoutError:
         return False
