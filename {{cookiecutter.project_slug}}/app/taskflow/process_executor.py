@@ -125,16 +125,42 @@ class ProcessPool:
         return _unpack(reply, name)
 
     async def _take(self) -> _Worker:
+        """An idle worker, else a new one."""
+        found: _Worker | None = None
+        dead: list[_Worker] = []
         with self._lock:
-            while self._idle:
+            while self._idle and found is None:
                 worker = self._idle.pop()
                 if worker.process.is_alive():
+                    found = worker
                     self._busy.add(worker)
-                    return worker
-        worker = await asyncio.to_thread(_Worker.start, self._context)
+                else:
+                    dead.append(worker)  # killed while idle (the OOM killer, an operator)
+        if dead:
+            await asyncio.to_thread(_stop_all, dead)
+        if found is not None:
+            return found
+        starting = asyncio.ensure_future(asyncio.to_thread(_Worker.start, self._context))
+        try:
+            found = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled while its worker starts: the worker, once started, waits idle for the
+            # next call (the pool's close stops it), instead of living on untracked.
+            starting.add_done_callback(self._started_for_nobody)
+            raise
         with self._lock:
-            self._busy.add(worker)
-        return worker
+            self._busy.add(found)
+        return found
+
+    def _started_for_nobody(self, starting: asyncio.Future[_Worker]) -> None:
+        if starting.cancelled() or starting.exception() is not None:
+            return
+        worker = starting.result()
+        with self._lock:
+            if not self._closed:
+                self._idle.append(worker)
+                return
+        worker.kill()
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -170,6 +196,7 @@ class _Worker:
     def __init__(self, process: BaseProcess, connection: Connection) -> None:
         self.process = process
         self.connection = connection
+        self.killed = False
 
     @classmethod
     def start(cls, context: Any) -> _Worker:
@@ -192,14 +219,16 @@ class _Worker:
         return reply
 
     def kill(self) -> None:
+        self.killed = True
         with contextlib.suppress(ValueError):  # ValueError: closed already
             self.process.kill()
 
     def stop(self) -> None:
-        if self.process.is_alive():
+        """End the process (an idle one is asked, a busy or killed one is killed) and reap it."""
+        if self.process.is_alive() and not self.killed:
             with contextlib.suppress(OSError):
                 self.connection.send(None)  # an idle worker exits on its own
-            self.process.join(WORKER_EXIT_GRACE if self.process.exitcode is None else 0)
+            self.process.join(WORKER_EXIT_GRACE)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(WORKER_EXIT_GRACE)

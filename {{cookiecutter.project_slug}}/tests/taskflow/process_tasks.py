@@ -31,6 +31,17 @@ def refuse(reason: str) -> None:
     raise ValueError(f"refused: {reason}")
 
 
+class OutOfPaper(Exception):
+    """An exception pickle cannot rebuild: its __init__ takes two arguments, its args hold one."""
+
+    def __init__(self, printer: str, tray: int) -> None:
+        super().__init__(f"{printer} tray {tray} is empty")
+
+
+def print_report(printer: str) -> None:
+    raise OutOfPaper(printer, 2)
+
+
 def die_once(marker: str) -> int:
     """Exit the worker process abruptly on the first call (the marker file says it happened)."""
     path = Path(marker)
@@ -63,5 +74,5 @@ def report_progress() -> None:
 
 def register(manager: TaskManager, **options: object) -> None:
     """Declare every task above on `manager` with executor="process" (plus `options`)."""
-    for func in (count_primes, refuse, die_once, hang_once, hang, report_progress):
+    for func in (count_primes, refuse, print_report, die_once, hang_once, hang, report_progress):
         manager.task(name=func.__name__, executor="process", **options)(func)  # type: ignore[call-overload]

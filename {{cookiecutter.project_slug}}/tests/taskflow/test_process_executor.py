@@ -61,6 +61,14 @@ async def test_an_exception_in_the_worker_fails_the_task_with_its_type_message_a
     assert 'raise ValueError(f"refused: {reason}")' in failure.traceback
 
 
+async def test_an_exception_pickle_cannot_rebuild_comes_back_as_task_process_error_naming_it(manager) -> None:
+    async with manager.lifespan():
+        with pytest.raises(TaskFailed) as raised:
+            await manager.result(manager.enqueue(process_tasks.print_report, ("lp0",)), timeout=60)
+    assert raised.value.error_type == TaskProcessError.__name__
+    assert raised.value.error_message == "task 'print_report' raised OutOfPaper: lp0 tray 2 is empty"
+
+
 async def test_a_worker_that_dies_fails_its_attempt_with_task_process_error_and_the_retry_runs(
     manager, tmp_path: Path
 ) -> None:
