@@ -32,7 +32,6 @@ import json
 import logging
 import multiprocessing
 import pickle
-import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,7 +99,8 @@ class ProcessPool:
         self._slots: asyncio.Semaphore | None = None
         # A thread per busy worker waits for its reply (a blocking recv), outside the loop's pool.
         self._waiters = ThreadPoolExecutor(max_workers=size, thread_name_prefix="taskflow-process-wait")
-        self._lock = threading.Lock()
+        # Only the event loop touches the lists and the flag (no lock); threads start, wait on
+        # and stop the processes.
         self._closed = False
 
     async def call(self, func: Callable[..., Any], name: str, arguments: argument_codec.JSONArguments) -> Any:
@@ -128,14 +128,13 @@ class ProcessPool:
         """An idle worker, else a new one."""
         found: _Worker | None = None
         dead: list[_Worker] = []
-        with self._lock:
-            while self._idle and found is None:
-                worker = self._idle.pop()
-                if worker.process.is_alive():
-                    found = worker
-                    self._busy.add(worker)
-                else:
-                    dead.append(worker)  # killed while idle (the OOM killer, an operator)
+        while self._idle and found is None:
+            worker = self._idle.pop()
+            if worker.process.is_alive():
+                found = worker
+                self._busy.add(worker)
+            else:
+                dead.append(worker)  # killed while idle (the OOM killer, an operator)
         if dead:
             await asyncio.to_thread(_stop_all, dead)
         if found is not None:
@@ -148,39 +147,34 @@ class ProcessPool:
             # next call (the pool's close stops it), instead of living on untracked.
             starting.add_done_callback(self._started_for_nobody)
             raise
-        with self._lock:
-            self._busy.add(found)
+        self._busy.add(found)
         return found
 
     def _started_for_nobody(self, starting: asyncio.Future[_Worker]) -> None:
         if starting.cancelled() or starting.exception() is not None:
             return
         worker = starting.result()
-        with self._lock:
-            if not self._closed:
-                self._idle.append(worker)
-                return
+        if not self._closed:
+            self._idle.append(worker)
+            return
         worker.kill()
 
     def _give_back(self, worker: _Worker) -> None:
-        with self._lock:
-            self._busy.discard(worker)
-            if not self._closed:
-                self._idle.append(worker)
-                return
-        worker.stop()
+        self._busy.discard(worker)
+        if not self._closed:
+            self._idle.append(worker)
+            return
+        worker.kill()  # the pool closed while it ran; killed, as a stop may wait and this is the loop
 
     def _forget(self, worker: _Worker) -> None:
-        with self._lock:
-            self._busy.discard(worker)
+        self._busy.discard(worker)
 
     async def close(self) -> None:
         """Stop every worker (a busy one is killed: its call was cancelled already at shutdown)."""
         self._closed = True
-        with self._lock:
-            workers = [*self._idle, *self._busy]
-            self._idle.clear()
-            self._busy.clear()
+        workers = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
         await asyncio.to_thread(_stop_all, workers)
         self._waiters.shutdown(wait=False, cancel_futures=True)
 

@@ -153,9 +153,8 @@ async def wait_until_finished(
     `settle` runs before the first read and before the read that follows a finished event, so
     that writes this instance still holds are in the database (the manager's flush). `schedule`
     spaces the reads no event asked for; after a finished event the reads that chase its commit
-    follow the default schedule. Raises
-    TaskNotFound if no row appears within `unknown_after` seconds, TaskResultTimeout after
-    `timeout` seconds (None: no limit).
+    follow the default schedule. Raises TaskNotFound if no row appears within `unknown_after`
+    seconds, TaskResultTimeout after `timeout` seconds (None: no limit).
     """
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
@@ -164,9 +163,9 @@ async def wait_until_finished(
     deadline = None if timeout is None else started + timeout
     delays = (schedule or PollSchedule()).delays()
     with events.watch(task_id) as watch:
-        settle_first = True
+        woken = True  # the first read settles too: our own writes of the task may be held
         while True:
-            if settle is not None and settle_first:
+            if settle is not None and woken:
                 await settle()
             row = await read()
             if row is not None and row.status in FINISHED:
@@ -181,8 +180,8 @@ async def wait_until_finished(
                 wait = min(wait, deadline - now)
             if row is None:
                 wait = min(wait, max(0.0, started + unknown_after - now) + RESULT_POLL_FIRST)
-            settle_first = await _finished_event(watch, wait)
-            if settle_first:
+            woken = await _finished_event(watch, wait)
+            if woken:
                 # The finish event can come before its row is committed: chase the commit.
                 delays = PollSchedule().delays()
 
