@@ -32,6 +32,7 @@ import json
 import logging
 import multiprocessing
 import pickle
+import signal
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -254,6 +255,9 @@ def serve(connection: Connection) -> None:
     from . import context
 
     context.in_worker_process = True
+    # Ctrl+C reaches the whole process group: the parent's shutdown decides when a worker ends
+    # (a running task's worker is killed then), not the interrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     functions: dict[tuple[str, str], tuple[Callable[..., Any], argument_codec.Signature]] = {}
     while True:
         try:
