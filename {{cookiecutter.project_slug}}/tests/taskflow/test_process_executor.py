@@ -12,7 +12,7 @@ import pytest
 from app.taskflow import TaskFailed, TaskManager, TaskProcessError, TaskTimeout
 
 from . import process_tasks
-from .conftest import eventually
+from .conftest import ADMIN, eventually
 
 WORKER_NAME = "taskflow-process-worker"
 
@@ -173,3 +173,11 @@ def test_an_unknown_executor_is_refused_with_the_valid_ones() -> None:
 def test_processes_must_be_at_least_one() -> None:
     with pytest.raises(ValueError, match="processes must be >= 1"):
         TaskManager(processes=0)
+
+
+async def test_the_registry_shows_which_tasks_run_in_processes(manager, make_app, client_for) -> None:
+    async with client_for(make_app(manager), auth=ADMIN) as client:
+        registry = {entry["name"]: entry for entry in (await client.get("/tasks/registry")).json()}
+        page = await client.get("/tasks/dashboard/registry")
+    assert registry["count_primes"]["executor"] == "process"
+    assert "sync (processes)" in page.text
