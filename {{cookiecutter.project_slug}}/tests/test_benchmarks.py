@@ -47,6 +47,13 @@ BENCHMARKS = {
             rf"instructions per request, managed persist=True: [\d,]+ \| ratio to plain {NUMBER}",
         ],
     ),
+    "process": (
+        ["bench.process_bench", "--tasks", "4", "--work", "20000", "--rounds", "1"],
+        [
+            rf"4 CPU-bound tasks of 20000 steps, \d+ CPUs, median of 1 rounds: "
+            rf"threads {NUMBER} tasks/s \| processes {NUMBER} tasks/s \| ratio {NUMBER}"
+        ],
+    ),
     "recovery": (
         ["bench.recovery_bench", "--tasks", "100", "--rounds", "1", "--no-postgres"],
         [rf"sqlite +100 tasks, median of 1: first started +{NUMBER} s \| all started +{NUMBER} s"],

@@ -11,7 +11,9 @@ from .hooks import TaskOutcome
 from .manager import CancelOutcome, TaskManager, TaskNotFound, TaskNotRetryable
 from .models import TaskStatus
 from .policy import RetryAfter, RetryPolicy, TaskCancelled, TaskTimeout
+from .process_executor import TaskProcessError
 from .registry import TaskSpec
+from .results import TaskFailed, TaskResultInvalid, TaskResultTimeout
 from .schedules import ScheduleNotFound
 
 __version__ = "0.2.0"
@@ -26,10 +28,14 @@ __all__ = [
     "TaskAdmin",
     "TaskCancelled",
     "TaskContext",
+    "TaskFailed",
     "TaskManager",
     "TaskNotFound",
     "TaskNotRetryable",
     "TaskOutcome",
+    "TaskProcessError",
+    "TaskResultInvalid",
+    "TaskResultTimeout",
     "TaskSpec",
     "TaskStatus",
     "TaskTimeout",

@@ -17,7 +17,8 @@ import json
 import logging
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -36,6 +37,14 @@ NO_ARGUMENTS: JSONArguments = {"args": [], "kwargs": {}}
 
 class ArgumentError(TypeError):
     """An argument cannot be stored as JSON, or stored values no longer fit the function."""
+
+
+class TaskResultInvalid(ValueError):
+    """A stored result does not match its task's return type hint (the message says how)."""
+
+
+# The return hint of a function that has none (`None` is a hint of its own: "returns None").
+NO_HINT: Any = inspect.Parameter.empty
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -79,6 +88,9 @@ class Signature:
 
     signature: inspect.Signature | None
     adapters: dict[str, TypeAdapter[Any]]
+    # What the function's return type hint says; its validator is built the first time a result
+    # is read (most tasks' results never are, and some hints are types pydantic cannot validate).
+    return_hint: Any = field(default=NO_HINT, compare=False)
 
     @property
     def takes_no_arguments(self) -> bool:
@@ -106,7 +118,7 @@ class Signature:
             if hint is None or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
             adapters[name] = TypeAdapter(hint)
-        return cls(signature, adapters)
+        return cls(signature, adapters, hints.get("return", NO_HINT))
 
     def dump(
         self,
@@ -157,6 +169,32 @@ class Signature:
         ]
         kwargs = {key: self._validate(name, key, value) for key, value in kwargs.items()}
         return args, kwargs
+
+    @cached_property
+    def _returns(self) -> TypeAdapter[Any] | None:
+        return None if self.return_hint is NO_HINT else TypeAdapter(self.return_hint)
+
+    def load_result(self, name: str, stored: str | None) -> Any:
+        """A stored result as the return type hint says (a function without one: plain JSON values).
+
+        A stored null is the task's `None`. A result that was not JSON-able is stored as
+        {"unserialisable": ...} and a too long one as {"truncated": ...}: neither matches a hint.
+        """
+        text = "null" if stored is None else stored
+        try:
+            returns = self._returns
+        except Exception as exc:  # a hint pydantic cannot validate (an arbitrary class)
+            raise TaskResultInvalid(
+                f"the return type hint of task {name!r} ({self.return_hint!r}) cannot validate a stored result: {exc}"
+            ) from exc
+        if returns is None:
+            return json.loads(text)
+        try:
+            return returns.validate_json(text)
+        except ValidationError as exc:
+            raise TaskResultInvalid(
+                f"the stored result of task {name!r} does not match its return type hint {self.return_hint!r}: {exc}"
+            ) from exc
 
     def _validate(self, task: str, parameter: str, value: Any) -> Any:
         adapter = self.adapters.get(parameter)

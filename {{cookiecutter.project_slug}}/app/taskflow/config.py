@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -14,6 +15,8 @@ class TaskflowConfig:
     # Tasks running at once in this process, and threads for sync tasks among them.
     concurrency: int = 32
     threads: int = 16
+    # Worker processes for executor="process" tasks at most (started when first needed).
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     # How long an instance's claim on its tasks lasts without a heartbeat.
     lease_seconds: float = 30.0
     # Crash recoveries of one task before it is quarantined as FAILED.
@@ -41,7 +44,7 @@ class TaskflowConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("concurrency", "threads", "max_recoveries"):
+        for name in ("concurrency", "threads", "processes", "max_recoveries"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.lease_seconds < 1:

@@ -66,9 +66,18 @@ class TaskContext:
         self.logs.append({"at": at.isoformat(), "level": level, "logger": logger, "message": message[:MAX_LOG_MESSAGE]})
 
 
+# True in a worker process of executor="process" tasks: a task's context stays in the parent.
+in_worker_process = False
+
+
 def current_task() -> TaskContext:
     """The context of the task running in this code, for progress, logs and cancellation."""
     context = _current.get()
+    if context is None and in_worker_process:
+        raise RuntimeError(
+            'current_task() is not available in a task with executor="process": progress, logs and '
+            "cancellation checks stay with the parent process; use the default executor for such a task"
+        )
     if context is None:
         raise RuntimeError("current_task() is only available inside a running taskflow task")
     return context

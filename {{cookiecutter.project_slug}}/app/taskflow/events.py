@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,6 +108,8 @@ class EventBus:
         self.rejected_total = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: RedisBridge | None = None
+        # Watchers of one task each (see watch): found by task id, not handed every event.
+        self._watches: dict[str, set[TaskWatch]] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop, redis: RedisBridge | None = None) -> None:
         self._loop = loop
@@ -128,7 +130,7 @@ class EventBus:
     @property
     def listening(self) -> bool:
         """False when nobody would receive an event: publishers may skip building one."""
-        return bool(self._subscribers) or self._redis is not None
+        return bool(self._subscribers) or bool(self._watches) or self._redis is not None
 
     def publish(self, event: TaskEvent) -> None:
         call_in_loop(self._loop, self._publish_local, event, True)
@@ -138,6 +140,9 @@ class EventBus:
         self._publish_local(event, forward=False)
 
     def _publish_local(self, event: TaskEvent, forward: bool) -> None:
+        if self._watches:
+            for watch in self._watches.get(event.task_id, ()):
+                watch.saw(event)
         if not self._subscribers and (not forward or self._redis is None):
             return
         for queue in self._subscribers:
@@ -157,6 +162,32 @@ class EventBus:
             yield queue
         finally:
             self._subscribers.pop(queue, None)
+
+    @contextlib.contextmanager
+    def watch(self, task_id: str) -> Iterator[TaskWatch]:
+        """Follow one task's events (this instance's, and other instances' through Redis)."""
+        watch = TaskWatch()
+        self._watches.setdefault(task_id, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(task_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[task_id]
+
+
+class TaskWatch:
+    """The latest event of one task, and a flag set when one arrives (nothing queues up)."""
+
+    def __init__(self) -> None:
+        self.latest: TaskEvent | None = None
+        self.changed = asyncio.Event()
+
+    def saw(self, event: TaskEvent) -> None:
+        self.latest = event
+        self.changed.set()
 
 
 class RedisBridge:

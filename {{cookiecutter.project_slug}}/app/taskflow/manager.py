@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -146,6 +146,7 @@ class TaskManager:
         timeout: float | None = ...,
         persist: bool = ...,
         name: str | None = ...,
+        executor: Literal["thread", "process"] = ...,
         on_failure: Hook | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
@@ -448,6 +449,20 @@ class TaskManager:
                 runtime.runner.cancel(task_id)
             return CancelOutcome.CANCELLING
         return CancelOutcome.ALREADY_FINISHED
+
+    async def result(self, task_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for a task (of any instance) to finish and return its result, as the task
+        function's return type hint says (a pydantic model, a dataclass, a datetime...).
+
+        Raises TaskFailed if it failed, was cancelled or was interrupted; TaskResultInvalid if
+        the stored result does not match the hint; TaskResultTimeout (a TimeoutError) when
+        `timeout` seconds (None: no limit) pass first; TaskNotFound for an unknown id. Woken by
+        the task's events (across instances with Redis), else it re-reads the row at a doubling
+        interval; see results.py.
+        """
+        from .results import wait_for_result  # results.py builds on this module
+
+        return await wait_for_result(self, task_id, timeout=timeout)
 
     async def _row_once_written(self, task_id: str) -> Any | None:
         """The task's row once it is in the task table, where a cancel can reach it.

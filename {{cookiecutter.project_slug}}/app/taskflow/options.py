@@ -35,6 +35,9 @@ class TaskOptions:
     persist: bool = False
     # The stable name of the task; None for the function's own name.
     name: str | None = None
+    # Where a sync task runs: "thread" (a thread of this process) or "process" (a worker process,
+    # for CPU-bound work; see process_executor.py). Async tasks run on the event loop.
+    executor: str = "thread"
     # Called (sync or async) once when this task gives up: retries used up, a give-up exception,
     # or quarantined after crashes. See hooks.py.
     on_failure: Callable[..., Any] | None = None

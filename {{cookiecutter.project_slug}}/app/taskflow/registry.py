@@ -12,6 +12,7 @@ from typing import Any
 from .arguments import Signature
 from .options import TaskOptions, option_names
 from .policy import RetryPolicy
+from .process_executor import EXECUTORS, check_process_task
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +30,8 @@ class TaskSpec:
     persist: bool
     # Decided once, at registration (a partial or callable object is unwrapped).
     is_async: bool
+    # A sync task's function runs in a worker process (executor="process").
+    in_process: bool = False
     signature: Signature = field(repr=False)
     registered: bool = True
 
@@ -64,6 +67,11 @@ def build_spec(func: Callable[..., Any], options: TaskOptions, *, registered: bo
     timeout = options.timeout
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if options.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))}, got {options.executor!r}")
+    is_async = is_async_callable(func)
+    if options.executor == "process":
+        check_process_task(func, is_async=is_async)
     name = options.name
     task_name = name if name is not None else getattr(func, "__name__", None) or type(func).__name__
     if not isinstance(task_name, str) or not task_name.strip() or len(task_name) > 200:
@@ -75,7 +83,8 @@ def build_spec(func: Callable[..., Any], options: TaskOptions, *, registered: bo
         policy=RetryPolicy.of(options),
         timeout=timeout,
         persist=options.persist,
-        is_async=is_async_callable(func),
+        is_async=is_async,
+        in_process=options.executor == "process",
         signature=Signature.of(func),
         registered=registered,
     )

@@ -31,6 +31,7 @@ from .events import EventBus, TaskEvent
 from .hooks import Hooks, TaskOutcome
 from .models import TaskStatus, utcnow
 from .policy import TaskCancelled, TaskTimeout
+from .process_executor import ProcessPool
 from .registry import TaskSpec
 from .store import Finish, Progress
 from .task_metrics import TaskMetrics
@@ -108,6 +109,7 @@ class Runner:
         owner: str,
         concurrency: int,
         threads: int,
+        processes: ProcessPool,
         hooks: Hooks | None = None,
         metrics: TaskMetrics | None = None,
         tracer: TaskTracer | None = None,
@@ -120,6 +122,7 @@ class Runner:
         self._owner = owner
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
+        self._processes = processes
         # Jobs ready to start, and the workers asleep waiting for one. Not an asyncio.Queue: it
         # wakes a worker per job put, and a burst of short jobs (one per request served in a
         # loop turn) then cost a future and a task step each. Here a woken worker runs queued
@@ -243,8 +246,9 @@ class Runner:
             return False
         running.cancelled_by_user = True
         running.context.request_cancel()
-        if running.job.spec.is_async and running.task is not None:
-            running.task.cancel()
+        spec = running.job.spec
+        if (spec.is_async or spec.in_process) and running.task is not None:
+            running.task.cancel()  # a process task's worker is killed: a process can be stopped
         return True
 
     # -- running --------------------------------------------------------------------------------
@@ -388,7 +392,7 @@ class Runner:
             # The task runs inline in this worker (no task per job: it costs more than a no-op
             # task itself); cancelling one task cancels the worker while it awaits the task.
             running.task = worker
-            result = await self._invoke(spec, args, kwargs, context, job.context, running.span)
+            result = await self._invoke(spec, args, kwargs, context, job.context, running.span, job.arguments)
         except asyncio.CancelledError:
             if not running.cancelled_by_user:
                 raise  # shutdown: the row is released for recovery, not marked
@@ -417,6 +421,7 @@ class Runner:
         context: TaskContext,
         enqueued_in: contextvars.Context | None,
         span: Any = None,
+        stored: argument_codec.JSONArguments | None = None,
     ) -> Any:
         # A fresh copy per attempt: what one attempt sets is not seen by the next, and a sync
         # attempt abandoned by its timeout may still be inside its copy while the retry runs.
@@ -425,6 +430,9 @@ class Runner:
             run_in.run(self._tracer.activate, span)  # the task's own spans are the attempt's children
         if spec.is_async:
             call: Any = _in_context(run_in.run(call_bound, context, spec.func, args, kwargs), run_in.run)
+        elif spec.in_process and stored is not None:
+            # The worker validates the stored JSON itself (validated here too: a bad one fails early).
+            call = self._processes.call(spec.func, spec.name, stored)
         else:
             call = anyio.to_thread.run_sync(
                 functools.partial(run_in.run, call_bound, context, spec.func, args, kwargs),
@@ -436,7 +444,7 @@ class Runner:
         try:
             return await asyncio.wait_for(call, spec.timeout)
         except TimeoutError:
-            context.request_cancel()  # a sync task keeps its thread: ask it to stop
+            context.request_cancel()  # a sync task keeps its thread: ask it to stop (a process one is killed)
             raise TaskTimeout(f"attempt exceeded the task's timeout of {spec.timeout:g}s") from None
 
     # -- recording ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from ._loops import finished_in_thread
 from .context import install_log_capture
 from .events import RedisBridge
 from .leases import LeaseKeeper
+from .process_executor import ProcessPool
 from .retention import Retention
 from .runner import Runner
 from .schedules import Scheduler
@@ -35,12 +36,14 @@ class Runtime:
         self.manager = manager
         self.loop = loop
         self.writer = Writer(manager.store, owner=manager.owner, hold_seconds=config.write_behind)
+        self.processes = ProcessPool(config.processes)
         self.runner = Runner(
             writer=self.writer,
             events=manager.events,
             owner=manager.owner,
             concurrency=config.concurrency,
             threads=config.threads,
+            processes=self.processes,
             hooks=manager.hooks,
             metrics=manager.metrics,
             tracer=manager.tracer,
@@ -104,6 +107,7 @@ class Runtime:
                 shutdown_timeout,
             )
         await self.runner.stop()
+        await self.processes.close()
         await manager.hooks.drain(shutdown_timeout)
         await self.retention.stop()
         await self.leases.stop()

@@ -81,3 +81,16 @@ async def test_an_unreachable_redis_is_reported_and_tasks_still_run(make_manager
         row = await asyncio.to_thread(manager.store.get, task_id)
     assert row.status == TaskStatus.SUCCESS
     assert any("cannot reach Redis at redis://127.0.0.1:1/0" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_watch_keeps_the_latest_event_of_its_task_only() -> None:
+    bus = EventBus()
+    bus.bind(asyncio.get_running_loop())
+    with bus.watch("a") as watch:
+        assert bus.listening  # publishers build events while anyone watches
+        bus.publish(TaskEvent(task_id="a", name="x", status="running"))
+        bus.publish(TaskEvent(task_id="b", name="x", status="success"))
+        bus.publish(TaskEvent(task_id="a", name="x", status="success"))
+        assert watch.changed.is_set()
+        assert watch.latest == TaskEvent(task_id="a", name="x", status="success")
+    assert not bus.listening

@@ -223,6 +223,8 @@ class RegisteredTask(BaseModel):
     jitter: bool
     retry_on: list[str]
     give_up_on: list[str]
+    # Where a sync task runs: "thread" or "process".
+    executor: str
     # The on_failure hook's qualified name, if any.
     on_failure: str | None = None
 
