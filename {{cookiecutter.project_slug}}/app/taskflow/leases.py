@@ -30,6 +30,12 @@ logger = logging.getLogger("taskflow.leases")
 
 RECOVERY_BATCH = 1000
 
+# Ownerless rows (enqueued with no manager running, by an enqueue-only process, or released at a
+# shutdown) are taken in batches sized to the room this instance has: up to CLAIM_DEPTH times
+# concurrency tasks queued or running here. Deep enough that the runner never waits for the next
+# batch, shallow enough that instances sharing a backlog split it (an instance does not hoard it).
+CLAIM_DEPTH = 4
+
 
 def process_scope() -> str:
     """Where a pid means one process: this host's name plus its pid namespace, when known.
@@ -92,6 +98,8 @@ class LeaseKeeper:
         on_tick: Callable[[], Awaitable[None]],
         holds: Callable[[str], bool] | None = None,
         runnable: Callable[[], Collection[str]] | None = None,
+        room: Callable[[], int] | None = None,
+        wait_for_room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -106,6 +114,11 @@ class LeaseKeeper:
         self._suspects: set[str] = set()
         # Names of the tasks this instance can run; recovery leaves other tasks to other instances.
         self._runnable = runnable
+        # How many more tasks this instance takes now (None: a recovery batch), and a wait until
+        # it has room again: a backlog of ownerless rows is claimed as fast as they run.
+        self._room = room
+        self._wait_for_room = wait_for_room
+        self._more_released = False  # the last claim was full: more ownerless rows may wait
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._recover_now = asyncio.Event()
@@ -132,6 +145,7 @@ class LeaseKeeper:
         lease = self._lease.total_seconds()
         next_renew = loop.time() + lease / 3
         next_recovery = loop.time()  # at once: requeue what earlier runs left unfinished
+        next_tick = loop.time()
         while not self._stopped.is_set():
             now = loop.time()
             try:
@@ -146,7 +160,10 @@ class LeaseKeeper:
                     next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
                 else:
                     await self.claim_released()
-                await self._on_tick()
+                # Once per poll, however fast a backlog makes this loop turn.
+                if now >= next_tick:
+                    await self._on_tick()
+                    next_tick = now + self._poll
                 self._outage.ended()
             except asyncio.CancelledError:
                 raise
@@ -158,9 +175,13 @@ class LeaseKeeper:
                 if self._outage.failures
                 else self._poll
             )
+            backlog = self._more_released and not self._outage.failures and self._wait_for_room is not None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await self._recover_now.wait()
+                    if backlog and self._wait_for_room is not None:
+                        await self._wait_for_room()  # more wait ownerless: claim again once there is room
+                    else:
+                        await self._recover_now.wait()
 
     def _renew(self) -> int:
         return self._store.renew_leases(self._owner, until=self.lease_until())
@@ -190,17 +211,23 @@ class LeaseKeeper:
         return recovered
 
     async def claim_released(self) -> int:
-        """Take rows no instance owns (released by one that shut down) now, not at the next sweep."""
+        """Take rows no instance owns now, not at the next sweep: released by an instance that shut
+        down, or enqueued where no task runs (an enqueue-only process, a script). In one batch,
+        as many as this instance has room for; a full batch has the loop come back for more as
+        soon as there is room again."""
         names = self._runnable() if self._runnable is not None else None
-        if names is not None and not names:
+        limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
+        if (names is not None and not names) or limit <= 0:
             return 0
-        # A read first: an idle tick must not take SQLite's write lock.
-        found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names))
-        if not found:
-            return 0
-        rows = await finished_in_thread(self._take_batch, True)
+        if not self._more_released:
+            # A read first: an idle tick must not take SQLite's write lock.
+            found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names))
+            if not found:
+                return 0
+        rows = await finished_in_thread(self._take_batch, True, limit)
+        self._more_released = len(rows) >= limit
         if rows:
-            logger.info("taskflow: took %d task(s) released by an instance that shut down", len(rows))
+            logger.debug("taskflow: took %d ownerless task(s)", len(rows))
             self._on_recovered(rows)
         return len(rows)
 
@@ -213,14 +240,14 @@ class LeaseKeeper:
         if dead:  # else no write transaction (a lock on SQLite) for nothing
             self._store.expire_owners(dead)
 
-    def _take_batch(self, released_only: bool = False) -> list[Any]:
+    def _take_batch(self, released_only: bool = False, limit: int = RECOVERY_BATCH) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
         return self._store.take_over_expired(
             self._owner,
             until=self.lease_until(),
-            limit=RECOVERY_BATCH,
+            limit=limit,
             max_recoveries=self._max_recoveries,
             names=names,
             released_only=released_only,

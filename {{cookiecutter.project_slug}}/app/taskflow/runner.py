@@ -139,6 +139,9 @@ class Runner:
         self._typical: dict[str, float] = {}
         # Workers waiting for the queue (or woken by it and not yet running).
         self._idle_workers = 0
+        # Set once fewer than _room_below jobs are due (wait_for_room); 0: nobody waits.
+        self._room = asyncio.Event()
+        self._room_below = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -152,11 +155,26 @@ class Runner:
         """Jobs queued, waiting for a delay, or running here."""
         return len(self._waiting) + len(self._running)
 
+    @property
+    def due(self) -> int:
+        """Jobs queued or running here: `active` less those waiting for a delay to pass."""
+        return len(self._waiting) + len(self._running) - len(self._timers)
+
     def running_ids(self) -> list[str]:
         return list(self._running)
 
     def owns(self, task_id: str) -> bool:
         return task_id in self._running or task_id in self._waiting
+
+    async def wait_for_room(self, below: int) -> None:
+        """Return once fewer than `below` jobs are due here (queued or running)."""
+        self._room_below = below
+        try:
+            while self.due >= below and not self._stopping:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._room_below = 0
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work; wait up to `timeout` s for running tasks. True if all finished."""
@@ -307,6 +325,8 @@ class Runner:
             finally:
                 if not self._running:
                     self._idle.set()
+                if self._room_below and self.due < self._room_below:
+                    self._room.set()
 
     def _claims_ahead(self, spec: TaskSpec) -> bool:
         # Only when every worker is busy: a job an idle (or just woken) worker could start now

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._loops import finished_in_thread
 from .context import install_log_capture
 from .events import RedisBridge
-from .leases import LeaseKeeper
+from .leases import CLAIM_DEPTH, LeaseKeeper
 from .retention import Retention
 from .runner import Runner
 from .writer import Writer
@@ -54,6 +54,8 @@ class Runtime:
             on_tick=self._tick,
             holds=self._holds,
             runnable=self._runnable_names,
+            room=self._room,
+            wait_for_room=self._wait_for_room,
         )
         self.retention = Retention(manager.store, config.keep_finished)
         self.redis: RedisBridge | None = None
@@ -63,6 +65,12 @@ class Runtime:
     async def create(cls, manager: TaskManager) -> Runtime:
         loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
+        if manager.config.enqueue_only and not store.shared:
+            raise ValueError(
+                "TaskManager: concurrency=0 (enqueue only) needs a database that worker processes share, "
+                "but the store is in memory: set database_url (TASK_CONCURRENCY=0 needs DATABASE_URL) "
+                "to a SQLite file or PostgreSQL, or give concurrency >= 1 to run the tasks here"
+            )
         await asyncio.to_thread(store.open, manager.owner, stale_after=manager.config.lease_seconds)
         runtime = cls(manager, loop)
         if manager.config.redis_url:
@@ -82,7 +90,8 @@ class Runtime:
         await runtime.leases.start()
         await runtime.retention.start()
         runtime._watch_signals()
-        logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
+        role = " (enqueue only: worker processes run the tasks)" if manager.config.enqueue_only else ""
+        logger.info("taskflow: started as %s on %s%s", manager.owner, manager.store.dialect, role)
         return runtime
 
     async def close(self, shutdown_timeout: float) -> None:
@@ -135,7 +144,18 @@ class Runtime:
         return self.runner.owns(task_id) or self.manager.awaits_handoff(task_id)
 
     def _runnable_names(self) -> list[str]:
+        if self.manager.config.enqueue_only:
+            return []  # takes no task: worker processes do
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
+
+    def _room(self) -> int:
+        """How many more ownerless tasks to take now (leases.CLAIM_DEPTH). Tasks waiting here for
+        their delay do not count: however many there are, due ones are still taken."""
+        return self.manager.config.concurrency * CLAIM_DEPTH - self.runner.due
+
+    async def _wait_for_room(self) -> None:
+        # Half the depth has started: the next batch arrives before the runner runs dry.
+        await self.runner.wait_for_room(self.manager.config.concurrency * CLAIM_DEPTH // 2 + 1)
 
     def _submit_recovered(self, rows: list[Any]) -> None:
         for job in self.manager.jobs_from_recovered(rows):

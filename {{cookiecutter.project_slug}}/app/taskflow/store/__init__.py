@@ -98,6 +98,11 @@ class Store:
     def dialect(self) -> str:
         return self.database.dialect
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can open this database (False for the in-memory store)."""
+        return not self.database.single_connection
+
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         with self.database.serialised_writes(), self.database.write_engine.begin() as connection:
