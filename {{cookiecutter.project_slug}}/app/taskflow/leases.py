@@ -1,11 +1,13 @@
 """Heartbeat and recovery: keep this instance's leases alive, take over those of dead ones.
 
 One control loop per instance: every tick it hands over jobs whose request never did, picks
-up cancel requests made on other instances and claims rows another instance released at its
-shutdown (a probe of a small index; a write only when there is something to take); every
+up cancel requests made on other instances and claims rows nobody owns (released by an instance
+at its shutdown, or committed by an enqueue-only process: a probe of a small index; a write only
+when there is something to take, in batches as fast as they run while a backlog waits); every
 lease/3 it renews all its leases in one statement; at start and every lease/2 (jittered) it
 recovers other owners' expired work and hands back rows it owns but no longer runs. Recovery
-only puts rows back to PENDING under our name; the runner's claim is still the one way into RUNNING.
+only puts rows back to PENDING under our name; the runner's claim takes them into RUNNING. (Rows
+nobody owns go into RUNNING with the batch that claims them: each then starts without a claim.)
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ logger = logging.getLogger("taskflow.leases")
 RECOVERY_BATCH = 1000
 
 # Ownerless rows (enqueued with no manager running, by an enqueue-only process, or released at a
-# shutdown) are taken in batches sized to the room this instance has: up to CLAIM_DEPTH times
-# concurrency tasks queued or running here. Deep enough that the runner never waits for the next
-# batch, shallow enough that instances sharing a backlog split it (an instance does not hoard it).
-CLAIM_DEPTH = 4
+# shutdown) are claimed in batches sized to the room this instance has (Runner.room): enough for
+# its free workers or, while its tasks are typically short, up to CLAIM_DEPTH times its workers
+# queued here. Deep enough that a backlog of short tasks never waits for the next batch (a claim
+# is one transaction of several milliseconds), shallow enough that instances split a backlog.
+CLAIM_DEPTH = 16
 
 
 def process_scope() -> str:
@@ -96,6 +99,7 @@ class LeaseKeeper:
         poll_interval: float,
         on_recovered: Callable[[list[Any]], None],
         on_tick: Callable[[], Awaitable[None]],
+        on_claimed: Callable[[list[Any]], None] | None = None,
         holds: Callable[[str], bool] | None = None,
         runnable: Callable[[], Collection[str]] | None = None,
         room: Callable[[], int] | None = None,
@@ -107,6 +111,8 @@ class LeaseKeeper:
         self._max_recoveries = max_recoveries
         self._poll = poll_interval
         self._on_recovered = on_recovered
+        # Rows claimed into RUNNING for us (claim_released); None: they go to on_recovered.
+        self._on_claimed = on_claimed or on_recovered
         self._on_tick = on_tick
         # Whether this instance still has a job for a task (queued, waiting or running). Rows we
         # own without a job (lost after an ambiguous write) are handed to recovery; None: no check.
@@ -221,14 +227,16 @@ class LeaseKeeper:
             return 0
         if not self._more_released:
             # A read first: an idle tick must not take SQLite's write lock.
-            found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names))
+            found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names, due=utcnow()))
             if not found:
                 return 0
-        rows = await finished_in_thread(self._take_batch, True, limit)
+        rows = await finished_in_thread(
+            lambda: self._store.claim_ownerless(self._owner, until=self.lease_until(), limit=limit, names=names)
+        )
         self._more_released = len(rows) >= limit
         if rows:
-            logger.debug("taskflow: took %d ownerless task(s)", len(rows))
-            self._on_recovered(rows)
+            logger.debug("taskflow: claimed %d ownerless task(s)", len(rows))
+            self._on_claimed(rows)
         return len(rows)
 
     def _expire_dead_neighbours(self) -> None:
@@ -240,17 +248,16 @@ class LeaseKeeper:
         if dead:  # else no write transaction (a lock on SQLite) for nothing
             self._store.expire_owners(dead)
 
-    def _take_batch(self, released_only: bool = False, limit: int = RECOVERY_BATCH) -> list[Any]:
+    def _take_batch(self) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
         return self._store.take_over_expired(
             self._owner,
             until=self.lease_until(),
-            limit=limit,
+            limit=RECOVERY_BATCH,
             max_recoveries=self._max_recoveries,
             names=names,
-            released_only=released_only,
         )
 
     async def _hand_back_lost(self) -> int:

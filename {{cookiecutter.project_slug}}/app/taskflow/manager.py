@@ -460,6 +460,26 @@ class TaskManager:
 
     # -- used by the runtime ----------------------------------------------------------------------
 
+    def jobs_from_claimed(self, rows: list[Any]) -> list[Job]:
+        """Jobs for rows a batch claimed into RUNNING for us (Store.claim_ownerless)."""
+        jobs = []
+        for row in rows:
+            spec = self.registry.get(row.name)
+            if spec is None:  # not claimed: the claim names only registered tasks
+                logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
+                continue
+            jobs.append(
+                Job(
+                    task_id=row.id,
+                    spec=spec,
+                    arguments=argument_codec.decode(row.arguments),
+                    retries_used=row.retries_used,
+                    enqueued_at=row.created_at,
+                    claimed=row.attempt,
+                )
+            )
+        return jobs
+
     def jobs_from_recovered(self, rows: list[Any]) -> list[Job]:
         jobs = []
         for row in rows:

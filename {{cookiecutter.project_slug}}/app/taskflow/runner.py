@@ -88,6 +88,9 @@ class Job:
     enqueued_at: datetime | None = None
     # The enqueue's span (an OpenTelemetry SpanContext) when tracing is on: attempts link to it.
     trace_link: Any = None
+    # The attempt its row is RUNNING in already, claimed with a batch of ownerless rows
+    # (Store.claim_ownerless): it starts without a claim of its own.
+    claimed: int | None = None
 
 
 @dataclass(eq=False)
@@ -159,6 +162,14 @@ class Runner:
     def due(self) -> int:
         """Jobs queued or running here: `active` less those waiting for a delay to pass."""
         return len(self._waiting) + len(self._running) - len(self._timers)
+
+    def room(self, depth: int) -> int:
+        """How many more jobs to take in (a batch of ownerless rows, claimed RUNNING): enough to
+        fill the free workers or, while every task run here so far is typically short, `depth`
+        times the workers (they run in a blink; a shallower queue would have them wait for the
+        next batch)."""
+        short = bool(self._typical) and all(typical < AHEAD_BELOW for typical in self._typical.values())
+        return self._concurrency * (depth if short else 1) - self.due
 
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -314,6 +325,8 @@ class Runner:
                 if job.cancelled or self._waiting.get(job.task_id) is not job:
                     if claim is not None:
                         await self._settle_dropped(job, claim)
+                    elif job.claimed is not None:
+                        self._cancelled_before_start(job, job.claimed)
                     continue
                 if not ahead and self._claims_ahead(job.spec):
                     self._take_ahead(ahead)
@@ -345,7 +358,7 @@ class Runner:
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
             short = self._is_short(job.spec)
-            if self._writer.claims_at_once(job.task_id, short=short):
+            if job.claimed is not None or self._writer.claims_at_once(job.task_id, short=short):
                 ahead.append((job, None))  # its claim costs nothing when its turn comes
             elif short:
                 ahead.append((job, self._writer.claim(job.task_id)))
@@ -374,6 +387,8 @@ class Runner:
         try:
             if claim is not None:
                 attempt = await claim
+            elif job.claimed is not None:
+                attempt = job.claimed
             else:
                 # A row still held by the writer is claimed at once; a written one by the database.
                 attempt = self._writer.claim_held(job.task_id, short=self._is_short(job.spec))

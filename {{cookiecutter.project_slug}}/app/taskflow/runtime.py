@@ -51,6 +51,7 @@ class Runtime:
             max_recoveries=config.max_recoveries,
             poll_interval=config.poll_interval,
             on_recovered=self._submit_recovered,
+            on_claimed=self._submit_claimed,
             on_tick=self._tick,
             holds=self._holds,
             runnable=self._runnable_names,
@@ -149,16 +150,21 @@ class Runtime:
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
 
     def _room(self) -> int:
-        """How many more ownerless tasks to take now (leases.CLAIM_DEPTH). Tasks waiting here for
+        """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for
         their delay do not count: however many there are, due ones are still taken."""
-        return self.manager.config.concurrency * CLAIM_DEPTH - self.runner.due
+        return self.runner.room(CLAIM_DEPTH)
 
     async def _wait_for_room(self) -> None:
-        # Half the depth has started: the next batch arrives before the runner runs dry.
-        await self.runner.wait_for_room(self.manager.config.concurrency * CLAIM_DEPTH // 2 + 1)
+        # Until half of what it may hold has run: the next batch arrives before the runner runs dry.
+        depth = self.runner.due + self.runner.room(CLAIM_DEPTH)
+        await self.runner.wait_for_room(depth // 2 + 1)
 
     def _submit_recovered(self, rows: list[Any]) -> None:
         for job in self.manager.jobs_from_recovered(rows):
+            self.runner.submit(job)
+
+    def _submit_claimed(self, rows: list[Any]) -> None:
+        for job in self.manager.jobs_from_claimed(rows):
             self.runner.submit(job)
 
     async def _tick(self) -> None:
