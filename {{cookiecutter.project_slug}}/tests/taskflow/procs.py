@@ -85,8 +85,8 @@ class Server:
         return self.process.pid
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
-        return command + ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.options]
+        server = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
+        return [*server, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.options]
 
     def start(self) -> None:
         assert not self.alive, f"{self.name} is already running"

@@ -61,9 +61,7 @@ def test_two_workers_run_what_an_enqueue_only_server_records_and_a_kill_9_reruns
     assert all(len(runs_by_task[run.task_id]) == 2 for run in cut_short), "a task the kill cut short did not rerun once"
 
 
-def test_sigterm_drains_a_worker_and_releases_the_tasks_it_could_not_finish(
-    database_url: str, tmp_path: Path
-) -> None:
+def test_sigterm_drains_a_worker_and_releases_the_tasks_it_could_not_finish(database_url: str, tmp_path: Path) -> None:
     shutdown_timeout = 1.0
     table = TaskTable(database_url)
     try:
