@@ -123,7 +123,7 @@ def test_compose_runs_the_app_with_the_chosen_servers_and_known_settings(baked: 
         make_worker = make_command(project, "worker")  # .venv/bin/python -m app.worker
         assert make_worker[0] == ".venv/bin/python"
         assert worker["command"] == ["python", *make_worker[1:]]
-        assert worker["environment"] == {name: value for name, value in environment.items() if name != "TASK_CONCURRENCY"}
+        assert worker["environment"] == {name: environment[name] for name in environment if name != "TASK_CONCURRENCY"}
         assert worker["depends_on"] == app["depends_on"]
         assert worker["healthcheck"] == {"disable": True}, "the image's health check asks an HTTP server"
     else:
