@@ -164,8 +164,7 @@ class LeaseKeeper:
                     await self.recover()
                     await self._hand_back_lost()
                     next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
-                else:
-                    await self.claim_released()
+                await self.claim_released()
                 # Once per poll, however fast a backlog makes this loop turn.
                 if now >= next_tick:
                     await self._on_tick()
@@ -209,7 +208,7 @@ class LeaseKeeper:
             logger.warning(
                 "taskflow: took over %d persisted task(s) no running instance held (%d of them quarantined after "
                 "too many crashes) and marked %d unpersisted one(s) interrupted: their instance stopped or lost "
-                "its lease, or they were enqueued while no task manager was running",
+                "its lease",
                 recovered,
                 quarantined,
                 interrupted,

@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, literal, null, or_, select, text, true, update
+from sqlalchemy import bindparam, case, insert, literal, not_, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
@@ -58,8 +58,9 @@ def take_over_expired(
     """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
 
     Each row that was RUNNING gets an attempt row (status "crashed", with the number, owner and
-    start of the attempt that was cut short), in this same transaction. (PENDING rows nobody
-    owns are claimed each tick by claim_ownerless; this sweep takes them too, delayed ones included.)
+    start of the attempt that was cut short), in this same transaction. PENDING rows nobody
+    owns are not taken here: claim_ownerless claims them once due, in batches sized to the room
+    an instance has (a sweep taking them all would leave other workers nothing).
 
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
@@ -75,6 +76,7 @@ def take_over_expired(
     picked = connection.execute(
         select(TASKS.c.id, TASKS.c.status, TASKS.c.owner, TASKS.c.attempt, TASKS.c.started_at)
         .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable)
+        .where(not_(text(UNOWNED_PENDING)))
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
