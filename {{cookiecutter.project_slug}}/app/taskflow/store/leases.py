@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, literal, not_, null, or_, select, text, true, update
+from sqlalchemy import bindparam, case, insert, literal, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
@@ -76,7 +76,7 @@ def take_over_expired(
     picked = connection.execute(
         select(TASKS.c.id, TASKS.c.status, TASKS.c.owner, TASKS.c.attempt, TASKS.c.started_at)
         .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable)
-        .where(not_(text(UNOWNED_PENDING)))
+        .where(or_(TASKS.c.status != TaskStatus.PENDING.value, TASKS.c.owner.is_not(None)))  # not UNOWNED_PENDING
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
