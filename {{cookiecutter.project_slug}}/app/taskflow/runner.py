@@ -168,6 +168,8 @@ class Runner:
         fill the free workers or, while every task run here so far is typically short, `depth`
         times the workers (they run in a blink; a shallower queue would have them wait for the
         next batch)."""
+        if self._stopping:
+            return 0
         short = bool(self._typical) and all(typical < AHEAD_BELOW for typical in self._typical.values())
         return self._concurrency * (depth if short else 1) - self.due
 
@@ -178,10 +180,11 @@ class Runner:
         return task_id in self._running or task_id in self._waiting
 
     async def wait_for_room(self, below: int) -> None:
-        """Return once fewer than `below` jobs are due here (queued or running)."""
+        """Return once fewer than `below` jobs are due here (queued or running); never while
+        stopping (the caller bounds the wait)."""
         self._room_below = below
         try:
-            while self.due >= below and not self._stopping:
+            while self.due >= below or self._stopping:
                 self._room.clear()
                 await self._room.wait()
         finally:
