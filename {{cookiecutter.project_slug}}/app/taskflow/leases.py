@@ -98,8 +98,8 @@ class LeaseKeeper:
         max_recoveries: int,
         poll_interval: float,
         on_recovered: Callable[[list[Any]], None],
+        on_claimed: Callable[[list[Any]], None],
         on_tick: Callable[[], Awaitable[None]],
-        on_claimed: Callable[[list[Any]], None] | None = None,
         holds: Callable[[str], bool] | None = None,
         runnable: Callable[[], Collection[str]] | None = None,
         room: Callable[[], int] | None = None,
@@ -110,9 +110,9 @@ class LeaseKeeper:
         self._lease = timedelta(seconds=lease_seconds)
         self._max_recoveries = max_recoveries
         self._poll = poll_interval
+        # Rows taken back to PENDING for us (recover), and rows claimed into RUNNING (claim_released).
         self._on_recovered = on_recovered
-        # Rows claimed into RUNNING for us (claim_released); None: they go to on_recovered.
-        self._on_claimed = on_claimed or on_recovered
+        self._on_claimed = on_claimed
         self._on_tick = on_tick
         # Whether this instance still has a job for a task (queued, waiting or running). Rows we
         # own without a job (lost after an ambiguous write) are handed to recovery; None: no check.
@@ -180,7 +180,7 @@ class LeaseKeeper:
                 if self._outage.failures
                 else self._poll
             )
-            backlog = self._more_released and not self._outage.failures and self._wait_for_room is not None
+            backlog = self._more_released and not self._outage.failures
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     if backlog and self._wait_for_room is not None:
