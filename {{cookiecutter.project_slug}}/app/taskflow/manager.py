@@ -426,8 +426,8 @@ class TaskManager:
     async def retry(self, task_id: str) -> str:
         """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it.
 
-        Without a runtime here (the operator's command line) the new task is recorded ownerless,
-        and the next recovery sweep of a running instance takes it."""
+        Without a runtime here (the operator's command line) or in an enqueue-only manager, the
+        new task is recorded ownerless, and a running instance claims it at its next tick."""
         if self._runtime is not None:
             await self._runtime.writer.flushed()
         runtime = self._runs_tasks()

@@ -391,7 +391,8 @@ class Runner:
             if claim is not None:
                 attempt = await claim
             elif job.claimed is not None:
-                attempt = job.claimed
+                # Its batch's claim is for this attempt only: a retry claims its own.
+                attempt, job.claimed = job.claimed, None
             else:
                 # A row still held by the writer is claimed at once; a written one by the database.
                 attempt = self._writer.claim_held(job.task_id, short=self._is_short(job.spec))

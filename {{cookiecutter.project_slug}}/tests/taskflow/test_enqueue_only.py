@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.taskflow import TaskManager
+from app.taskflow import TaskManager, current_task
 from app.taskflow.models import TaskStatus, new_task_row, utcnow
 from app.taskflow.store import Store
 from app.taskflow.worker import run_worker
@@ -42,6 +42,30 @@ async def test_an_enqueue_only_manager_commits_tasks_ownerless_and_a_worker_runs
     row = await wait_for_status(worker, task_id, TaskStatus.SUCCESS.value)
     assert ran_by_worker == ["hello"] and ran_here == []
     assert row.owner == worker.owner and row.attempt == 1
+
+
+async def test_a_task_claimed_with_its_batch_is_retried_through_a_claim_of_its_own(
+    make_manager: ManagerFactory,
+) -> None:
+    attempts: list[int] = []
+    manager = make_manager(concurrency=2)
+
+    @manager.task(name="flaky", retries=2, delay=0.0)
+    async def flaky() -> str:
+        attempts.append(current_task().attempt)
+        if len(attempts) < 3:
+            raise ConnectionError("try again")
+        return "ok"
+
+    task_id = manager.enqueue(flaky)  # not running: ownerless, claimed with a batch at the start
+    await manager.start()
+    row = await wait_for_status(manager, task_id, TaskStatus.SUCCESS.value, TaskStatus.FAILED.value)
+    assert (row.status, row.attempt, row.retries_used, attempts) == (TaskStatus.SUCCESS.value, 3, 2, [1, 2, 3])
+    assert [attempt.status for attempt in await asyncio.to_thread(manager.store.attempts, task_id)] == [
+        "failed",
+        "failed",
+        "success",
+    ]
 
 
 async def test_an_enqueue_only_manager_refuses_to_start_on_the_in_memory_store() -> None:
