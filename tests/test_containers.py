@@ -1,8 +1,8 @@
 """The Dockerfile and compose.yaml agree with the Makefile and the settings.
 
 No image can be pulled where these tests run, so they read both files instead of building:
-the Dockerfile's instructions and compose.yaml (as YAML), checked against the command `make run`
-runs (`make -n run`), the port it exposes, and the settings the service accepts.
+the Dockerfile's instructions and compose.yaml (as YAML), checked against the commands `make run`
+and `make worker` run (`make -n run`), the port it exposes, and the settings the service accepts.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def make_run_command(project: Path) -> list[str]:
+def make_command(project: Path, target: str = "run") -> list[str]:
+    """The command `make <target>` runs last (after setting up .venv)."""
     result = subprocess.run(
-        ["make", "-n", "run", "HOST=0.0.0.0", f"PORT={CONTAINER_PORT}"],
+        ["make", "-n", target, "HOST=0.0.0.0", f"PORT={CONTAINER_PORT}"],
         cwd=project,
         capture_output=True,
         text=True,
@@ -73,7 +74,7 @@ def test_dockerfile_is_multi_stage_unprivileged_and_runs_what_make_run_runs(bake
     stage = dict(final_stage(dockerfile))
     assert stage["USER"] not in {"root", "0"}
     # make run: .venv/bin/uvicorn app.main:app --host 0.0.0.0 --port 8000; the image's venv is on PATH.
-    command = make_run_command(project)
+    command = make_command(project)
     assert command[0] == ".venv/bin/uvicorn"
     assert json.loads(stage["CMD"]) == ["uvicorn", *command[1:]]
     assert stage["EXPOSE"] == CONTAINER_PORT
@@ -91,7 +92,8 @@ def test_compose_runs_the_app_with_the_chosen_servers_and_known_settings(baked: 
     services = compose["services"]
     postgresql = options.get("database") == "postgresql"
     redis = options.get("use_redis") == "yes"
-    assert set(services) == {"app"} | ({"db"} if postgresql else set()) | ({"redis"} if redis else set())
+    servers = ({"db", "worker"} if postgresql else set()) | ({"redis"} if redis else set())
+    assert set(services) == {"app"} | servers
     app = services["app"]
     assert app["build"] == "."
     assert [port.split(":")[-1] for port in app["ports"]] == [CONTAINER_PORT]
@@ -113,3 +115,16 @@ def test_compose_runs_the_app_with_the_chosen_servers_and_known_settings(baked: 
         assert app["depends_on"]["redis"]["condition"] == "service_healthy"
     else:
         assert "REDIS_URL" not in environment
+    if postgresql:
+        # The app only enqueues; the worker service runs what `make worker` runs, on the same servers.
+        assert environment["TASK_CONCURRENCY"] == 0
+        worker = services["worker"]
+        assert worker["build"] == "."
+        make_worker = make_command(project, "worker")  # .venv/bin/python -m app.worker
+        assert make_worker[0] == ".venv/bin/python"
+        assert worker["command"] == ["python", *make_worker[1:]]
+        assert worker["environment"] == {name: environment[name] for name in environment if name != "TASK_CONCURRENCY"}
+        assert worker["depends_on"] == app["depends_on"]
+        assert worker["healthcheck"] == {"disable": True}, "the image's health check asks an HTTP server"
+    else:
+        assert "TASK_CONCURRENCY" not in environment

@@ -60,8 +60,11 @@ class Settings(BaseSettings):
     admin_open: bool = False
     # List the admin's JSON API in /openapi.json and /docs (left out by default: they are public).
     admin_openapi: bool = False
-    task_concurrency: int = Field(default=32, ge=1)
+    # Tasks running at once in this process; 0 makes it enqueue-only (`make worker` runs them).
+    task_concurrency: int = Field(default=32, ge=0)
     task_thread_pool: int = Field(default=16, ge=1)
+    # Worker processes for @task(executor="process") tasks at most; unset: the CPU count.
+    task_processes: int | None = Field(default=None, ge=1)
     task_shutdown_timeout: float = Field(default=20.0, ge=0)
     task_lease_seconds: float = Field(default=30.0, gt=1)
     task_max_recoveries: int = Field(default=5, ge=1)

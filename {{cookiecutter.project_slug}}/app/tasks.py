@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from typing import Any
 
 from app.config import Settings, get_settings
 from app.taskflow import TaskManager, TaskOutcome, current_task
@@ -41,6 +42,10 @@ def configure_task_manager(settings: Settings | None = None) -> TaskManager:
     command line (`python -m app.taskflow`) both call this."""
     settings = settings or get_settings()
     keep_days = settings.task_keep_finished_days
+    # Unset settings leave taskflow's own default (written once, in taskflow's config.py).
+    defaults_overridden: dict[str, Any] = {}
+    if settings.task_processes is not None:
+        defaults_overridden["processes"] = settings.task_processes
     task_manager.configure(
         database_url=settings.database_url,
         migrate_on_start=settings.migrate_on_start,
@@ -51,6 +56,7 @@ def configure_task_manager(settings: Settings | None = None) -> TaskManager:
         lease_seconds=settings.task_lease_seconds,
         max_recoveries=settings.task_max_recoveries,
         keep_finished=None if keep_days is None else keep_days * 86400,
+        **defaults_overridden,
     )
     return task_manager
 

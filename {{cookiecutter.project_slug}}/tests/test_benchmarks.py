@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .taskflow.services import require_service
+from .taskflow.services import POSTGRES_URL, require_postgres, require_service
 
 SERVICE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +66,14 @@ BENCHMARKS = {
         ["bench.retention_bench", "--sizes", "1200"],
         [rf"retention, +1200 finished tasks, chunks of 500: median +{NUMBER} ms \| longest +{NUMBER} ms"],
     ),
+    "worker-drain": (
+        ["bench.worker_drain_bench", "--tasks", "200", "--workers", "1", "2", "--postgres", POSTGRES_URL],
+        [
+            r"cpu count: \d+",
+            rf"1 worker\(s\): 200 tasks in {NUMBER} s, [\d,]+ tasks/s \| ratio to 1 worker\(s\) 1\.00",
+            rf"2 worker\(s\): 200 tasks in {NUMBER} s, [\d,]+ tasks/s \| ratio to 1 worker\(s\) {NUMBER}",
+        ],
+    ),
     "writer": (
         ["bench.writer_bench", "--sizes", "500", "1000", "--batch", "20", "--rounds", "2", "--no-postgres"],
         [
@@ -82,6 +90,8 @@ def test_benchmark_script_runs_and_prints_its_figures(name: str, tmp_path: Path)
     module_and_args, expected_lines = BENCHMARKS[name]
     if name == "instructions":
         require_service("valgrind", shutil.which("valgrind") is not None, "apt-get install valgrind")
+    if name == "worker-drain":
+        require_postgres()
     env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "TMPDIR": str(tmp_path)}
     finished = subprocess.run(
         [sys.executable, "-m", *module_and_args],

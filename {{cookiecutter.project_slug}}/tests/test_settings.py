@@ -25,6 +25,29 @@ def test_keep_finished_days_reach_the_task_manager_in_seconds(settings: Settings
         task_manager.configure(keep_finished=None)  # the module's manager is shared by later tests
 
 
+def test_task_processes_reach_the_task_manager(settings: Settings) -> None:
+    before = task_manager.config.processes
+    try:
+        create_app(settings.model_copy(update={"task_processes": before + 3}))
+        assert task_manager.config.processes == before + 3
+    finally:
+        task_manager.configure(processes=before)  # the module's manager is shared by later tests
+
+
+def test_unset_task_processes_keep_taskflows_default(settings: Settings) -> None:
+    before = task_manager.config.processes
+    create_app(settings)
+    assert settings.task_processes is None
+    assert task_manager.config.processes == before
+
+
+@pytest.mark.parametrize("processes", ["0", "-1", "many"])
+def test_task_processes_must_be_a_positive_count(monkeypatch: pytest.MonkeyPatch, processes: str) -> None:
+    monkeypatch.setenv("TASK_PROCESSES", processes)
+    with pytest.raises(ValidationError, match="task_processes"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
 def test_unset_keep_finished_days_keep_every_task(settings: Settings) -> None:
     create_app(settings)
     assert settings.task_keep_finished_days is None

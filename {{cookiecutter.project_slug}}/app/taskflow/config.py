@@ -12,7 +12,8 @@ class TaskflowConfig:
 
     # None: an in-memory store (nothing survives the process). Else sqlite:///... or postgresql+psycopg://...
     database_url: str | None = None
-    # Tasks running at once in this process, and threads for sync tasks among them.
+    # Tasks running at once in this process, and threads for sync tasks among them. 0: enqueue
+    # only (this process runs no task; worker processes on the same database run them).
     concurrency: int = 32
     threads: int = 16
     # Worker processes for executor="process" tasks at most (started when first needed).
@@ -44,7 +45,9 @@ class TaskflowConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("concurrency", "threads", "processes", "max_recoveries"):
+        if self.concurrency < 0:
+            problems.append(f"concurrency must be >= 0 (0: enqueue only), got {self.concurrency!r}")
+        for name in ("threads", "processes", "max_recoveries"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.lease_seconds < 1:
@@ -62,3 +65,8 @@ class TaskflowConfig:
             problems.append(f"poll_interval must be > 0 seconds, got {self.poll_interval!r}")
         if problems:
             raise ValueError("TaskManager: " + "; ".join(problems))
+
+    @property
+    def enqueue_only(self) -> bool:
+        """This process records tasks and runs none (concurrency 0): worker processes run them."""
+        return self.concurrency == 0

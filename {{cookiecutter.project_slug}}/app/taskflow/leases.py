@@ -1,11 +1,13 @@
 """Heartbeat and recovery: keep this instance's leases alive, take over those of dead ones.
 
 One control loop per instance: every tick it hands over jobs whose request never did, picks
-up cancel requests made on other instances and claims rows another instance released at its
-shutdown (a probe of a small index; a write only when there is something to take); every
+up cancel requests made on other instances and claims rows nobody owns (released by an instance
+at its shutdown, or committed by an enqueue-only process: a probe of a small index; a write only
+when there is something to take, in batches as fast as they run while a backlog waits); every
 lease/3 it renews all its leases in one statement; at start and every lease/2 (jittered) it
 recovers other owners' expired work and hands back rows it owns but no longer runs. Recovery
-only puts rows back to PENDING under our name; the runner's claim is still the one way into RUNNING.
+only puts rows back to PENDING under our name; the runner's claim takes them into RUNNING. (Rows
+nobody owns go into RUNNING with the batch that claims them: each then starts without a claim.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from .store import Store
 logger = logging.getLogger("taskflow.leases")
 
 RECOVERY_BATCH = 1000
+
+# Ownerless rows (enqueued with no manager running, by an enqueue-only process, or released at a
+# shutdown) are claimed in batches sized to the room this instance has (Runner.room): enough for
+# its free workers or, while its tasks are typically short, up to CLAIM_DEPTH times its workers
+# queued here. Deep enough that a backlog of short tasks never waits for the next batch (a claim
+# is one transaction of several milliseconds), shallow enough that instances split a backlog.
+CLAIM_DEPTH = 16
 
 
 def process_scope() -> str:
@@ -89,16 +98,21 @@ class LeaseKeeper:
         max_recoveries: int,
         poll_interval: float,
         on_recovered: Callable[[list[Any]], None],
+        on_claimed: Callable[[list[Any]], None],
         on_tick: Callable[[], Awaitable[None]],
         holds: Callable[[str], bool] | None = None,
         runnable: Callable[[], Collection[str]] | None = None,
+        room: Callable[[], int] | None = None,
+        wait_for_room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
         self._lease = timedelta(seconds=lease_seconds)
         self._max_recoveries = max_recoveries
         self._poll = poll_interval
+        # Rows taken back to PENDING for us (recover), and rows claimed into RUNNING (claim_released).
         self._on_recovered = on_recovered
+        self._on_claimed = on_claimed
         self._on_tick = on_tick
         # Whether this instance still has a job for a task (queued, waiting or running). Rows we
         # own without a job (lost after an ambiguous write) are handed to recovery; None: no check.
@@ -106,6 +120,11 @@ class LeaseKeeper:
         self._suspects: set[str] = set()
         # Names of the tasks this instance can run; recovery leaves other tasks to other instances.
         self._runnable = runnable
+        # How many more tasks this instance takes now (None: a recovery batch), and a wait until
+        # it has room again: a backlog of ownerless rows is claimed as fast as they run.
+        self._room = room
+        self._wait_for_room = wait_for_room
+        self._more_released = False  # the last claim was full: more ownerless rows may wait
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._recover_now = asyncio.Event()
@@ -132,6 +151,7 @@ class LeaseKeeper:
         lease = self._lease.total_seconds()
         next_renew = loop.time() + lease / 3
         next_recovery = loop.time()  # at once: requeue what earlier runs left unfinished
+        next_tick = loop.time()
         while not self._stopped.is_set():
             now = loop.time()
             try:
@@ -144,9 +164,11 @@ class LeaseKeeper:
                     await self.recover()
                     await self._hand_back_lost()
                     next_recovery = now + lease / 2 * random.uniform(0.8, 1.2)
-                else:
-                    await self.claim_released()
-                await self._on_tick()
+                await self.claim_released()
+                # Once per poll, however fast a backlog makes this loop turn.
+                if now >= next_tick:
+                    await self._on_tick()
+                    next_tick = now + self._poll
                 self._outage.ended()
             except asyncio.CancelledError:
                 raise
@@ -158,9 +180,13 @@ class LeaseKeeper:
                 if self._outage.failures
                 else self._poll
             )
+            backlog = self._more_released and not self._outage.failures
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await self._recover_now.wait()
+                    if backlog and self._wait_for_room is not None:
+                        await self._wait_for_room()  # more wait ownerless: claim again once there is room
+                    else:
+                        await self._recover_now.wait()
 
     def _renew(self) -> int:
         return self._store.renew_leases(self._owner, until=self.lease_until())
@@ -182,7 +208,7 @@ class LeaseKeeper:
             logger.warning(
                 "taskflow: took over %d persisted task(s) no running instance held (%d of them quarantined after "
                 "too many crashes) and marked %d unpersisted one(s) interrupted: their instance stopped or lost "
-                "its lease, or they were enqueued while no task manager was running",
+                "its lease",
                 recovered,
                 quarantined,
                 interrupted,
@@ -190,18 +216,26 @@ class LeaseKeeper:
         return recovered
 
     async def claim_released(self) -> int:
-        """Take rows no instance owns (released by one that shut down) now, not at the next sweep."""
+        """Take rows no instance owns now, not at the next sweep: released by an instance that shut
+        down, or enqueued where no task runs (an enqueue-only process, a script). In one batch,
+        as many as this instance has room for; a full batch has the loop come back for more as
+        soon as there is room again."""
         names = self._runnable() if self._runnable is not None else None
-        if names is not None and not names:
+        limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
+        if (names is not None and not names) or limit <= 0:
             return 0
-        # A read first: an idle tick must not take SQLite's write lock.
-        found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names))
-        if not found:
-            return 0
-        rows = await finished_in_thread(self._take_batch, True)
+        if not self._more_released:
+            # A read first: an idle tick must not take SQLite's write lock.
+            found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names, due=utcnow()))
+            if not found:
+                return 0
+        rows = await finished_in_thread(
+            lambda: self._store.claim_ownerless(self._owner, until=self.lease_until(), limit=limit, names=names)
+        )
+        self._more_released = len(rows) >= limit
         if rows:
-            logger.info("taskflow: took %d task(s) released by an instance that shut down", len(rows))
-            self._on_recovered(rows)
+            logger.debug("taskflow: claimed %d ownerless task(s)", len(rows))
+            self._on_claimed(rows)
         return len(rows)
 
     def _expire_dead_neighbours(self) -> None:
@@ -213,7 +247,7 @@ class LeaseKeeper:
         if dead:  # else no write transaction (a lock on SQLite) for nothing
             self._store.expire_owners(dead)
 
-    def _take_batch(self, released_only: bool = False) -> list[Any]:
+    def _take_batch(self) -> list[Any]:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
@@ -223,7 +257,6 @@ class LeaseKeeper:
             limit=RECOVERY_BATCH,
             max_recoveries=self._max_recoveries,
             names=names,
-            released_only=released_only,
         )
 
     async def _hand_back_lost(self) -> int:

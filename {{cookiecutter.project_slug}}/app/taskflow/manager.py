@@ -248,7 +248,7 @@ class TaskManager:
         With no runtime (before start, or in a script that never serves HTTP) the task is only
         committed to the database, ownerless; the first manager that starts on it runs it.
         """
-        runtime = self._runtime
+        runtime = self._runs_tasks()
         options = options or NO_OPTIONS
         spec = self.registry.for_function(func)
         if runtime is None and not spec.registered:
@@ -291,9 +291,14 @@ class TaskManager:
             self.hand_off([task_id])
         return task_id
 
+    def _runs_tasks(self) -> Runtime | None:
+        """The runtime, if tasks run here. An enqueue-only manager (concurrency 0) records every
+        task as if no manager ran: committed ownerless, for a worker process to take."""
+        return None if self.config.enqueue_only else self._runtime
+
     def _recorded_for_later(self, task_id: str, name: str) -> None:
         self.enqueued_total += 1
-        if not self._told_not_running:
+        if not self._told_not_running and not self.config.enqueue_only:
             self._told_not_running = True
             logger.info(
                 "taskflow: the task manager is not running; task %s (%s) is recorded in the database and runs "
@@ -481,11 +486,11 @@ class TaskManager:
     async def retry(self, task_id: str) -> str:
         """Enqueue a failed (or cancelled/interrupted) task again as a new task linked to it.
 
-        Without a runtime here (the operator's command line) the new task is recorded ownerless,
-        and the next recovery sweep of a running instance takes it."""
-        runtime = self._runtime
-        if runtime is not None:
-            await runtime.writer.flushed()
+        Without a runtime here (the operator's command line) or in an enqueue-only manager, the
+        new task is recorded ownerless, and a running instance claims it at its next tick."""
+        if self._runtime is not None:
+            await self._runtime.writer.flushed()
+        runtime = self._runs_tasks()
         row = await asyncio.to_thread(self.store.get, task_id)
         if row is None:
             raise TaskNotFound(task_id)
@@ -514,6 +519,26 @@ class TaskManager:
         return new_id
 
     # -- used by the runtime ----------------------------------------------------------------------
+
+    def jobs_from_claimed(self, rows: list[Any]) -> list[Job]:
+        """Jobs for rows a batch claimed into RUNNING for us (Store.claim_ownerless)."""
+        jobs = []
+        for row in rows:
+            spec = self.registry.get(row.name)
+            if spec is None:  # not claimed: the claim names only registered tasks
+                logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
+                continue
+            jobs.append(
+                Job(
+                    task_id=row.id,
+                    spec=spec,
+                    arguments=argument_codec.decode(row.arguments),
+                    retries_used=row.retries_used,
+                    enqueued_at=row.created_at,
+                    claimed=row.attempt,
+                )
+            )
+        return jobs
 
     def jobs_from_recovered(self, rows: list[Any]) -> list[Job]:
         jobs = []

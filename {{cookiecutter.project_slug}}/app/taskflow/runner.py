@@ -89,6 +89,9 @@ class Job:
     enqueued_at: datetime | None = None
     # The enqueue's span (an OpenTelemetry SpanContext) when tracing is on: attempts link to it.
     trace_link: Any = None
+    # The attempt its row is RUNNING in already, claimed with a batch of ownerless rows
+    # (Store.claim_ownerless): it starts without a claim of its own.
+    claimed: int | None = None
 
 
 @dataclass(eq=False)
@@ -142,6 +145,9 @@ class Runner:
         self._typical: dict[str, float] = {}
         # Workers waiting for the queue (or woken by it and not yet running).
         self._idle_workers = 0
+        # Set once fewer than _room_below jobs are due (wait_for_room); 0: nobody waits.
+        self._room = asyncio.Event()
+        self._room_below = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -155,11 +161,37 @@ class Runner:
         """Jobs queued, waiting for a delay, or running here."""
         return len(self._waiting) + len(self._running)
 
+    @property
+    def due(self) -> int:
+        """Jobs queued or running here: `active` less those waiting for a delay to pass."""
+        return len(self._waiting) + len(self._running) - len(self._timers)
+
+    def room(self, depth: int) -> int:
+        """How many more jobs to take in (a batch of ownerless rows, claimed RUNNING): enough to
+        fill the free workers or, while every task run here so far is typically short, `depth`
+        times the workers (they run in a blink; a shallower queue would have them wait for the
+        next batch)."""
+        if self._stopping:
+            return 0
+        short = bool(self._typical) and all(typical < AHEAD_BELOW for typical in self._typical.values())
+        return self._concurrency * (depth if short else 1) - self.due
+
     def running_ids(self) -> list[str]:
         return list(self._running)
 
     def owns(self, task_id: str) -> bool:
         return task_id in self._running or task_id in self._waiting
+
+    async def wait_for_room(self, below: int) -> None:
+        """Return once fewer than `below` jobs are due here (queued or running); never while
+        stopping (the caller bounds the wait)."""
+        self._room_below = below
+        try:
+            while self.due >= below or self._stopping:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._room_below = 0
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work; wait up to `timeout` s for running tasks. True if all finished."""
@@ -300,6 +332,8 @@ class Runner:
                 if job.cancelled or self._waiting.get(job.task_id) is not job:
                     if claim is not None:
                         await self._settle_dropped(job, claim)
+                    elif job.claimed is not None:
+                        self._cancelled_before_start(job, job.claimed)
                     continue
                 if not ahead and self._claims_ahead(job.spec):
                     self._take_ahead(ahead)
@@ -311,6 +345,8 @@ class Runner:
             finally:
                 if not self._running:
                     self._idle.set()
+                if self._room_below and self.due < self._room_below:
+                    self._room.set()
 
     def _claims_ahead(self, spec: TaskSpec) -> bool:
         # Only when every worker is busy: a job an idle (or just woken) worker could start now
@@ -329,7 +365,7 @@ class Runner:
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
             short = self._is_short(job.spec)
-            if self._writer.claims_at_once(job.task_id, short=short):
+            if job.claimed is not None or self._writer.claims_at_once(job.task_id, short=short):
                 ahead.append((job, None))  # its claim costs nothing when its turn comes
             elif short:
                 ahead.append((job, self._writer.claim(job.task_id)))
@@ -358,6 +394,9 @@ class Runner:
         try:
             if claim is not None:
                 attempt = await claim
+            elif job.claimed is not None:
+                # Its batch's claim is for this attempt only: a retry claims its own.
+                attempt, job.claimed = job.claimed, None
             else:
                 # A row still held by the writer is claimed at once; a written one by the database.
                 attempt = self._writer.claim_held(job.task_id, short=self._is_short(job.spec))

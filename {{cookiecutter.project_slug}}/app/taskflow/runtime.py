@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._loops import finished_in_thread
 from .context import install_log_capture
 from .events import RedisBridge
-from .leases import LeaseKeeper
+from .leases import CLAIM_DEPTH, LeaseKeeper
 from .process_executor import ProcessPool
 from .retention import Retention
 from .runner import Runner
@@ -55,9 +55,12 @@ class Runtime:
             max_recoveries=config.max_recoveries,
             poll_interval=config.poll_interval,
             on_recovered=self._submit_recovered,
+            on_claimed=self._submit_claimed,
             on_tick=self._tick,
             holds=self._holds,
             runnable=self._runnable_names,
+            room=self._room,
+            wait_for_room=self._wait_for_room,
         )
         self.retention = Retention(manager.store, config.keep_finished)
         # Only a service that declares schedules runs the loop that fires them.
@@ -69,6 +72,12 @@ class Runtime:
     async def create(cls, manager: TaskManager) -> Runtime:
         loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(lambda: manager.store)  # open and create tables off the loop
+        if manager.config.enqueue_only and not store.shared:
+            raise ValueError(
+                "TaskManager: concurrency=0 (enqueue only) needs a database that worker processes share, "
+                "but the store is in memory: set database_url (TASK_CONCURRENCY=0 needs DATABASE_URL) "
+                "to a SQLite file or PostgreSQL, or give concurrency >= 1 to run the tasks here"
+            )
         await asyncio.to_thread(store.open, manager.owner, stale_after=manager.config.lease_seconds)
         runtime = cls(manager, loop)
         if manager.config.redis_url:
@@ -90,7 +99,8 @@ class Runtime:
         if runtime.scheduler is not None:
             await runtime.scheduler.start()
         runtime._watch_signals()
-        logger.info("taskflow: started as %s on %s", manager.owner, manager.store.dialect)
+        role = " (enqueue only: worker processes run the tasks)" if manager.config.enqueue_only else ""
+        logger.info("taskflow: started as %s on %s%s", manager.owner, manager.store.dialect, role)
         return runtime
 
     async def close(self, shutdown_timeout: float) -> None:
@@ -146,10 +156,26 @@ class Runtime:
         return self.runner.owns(task_id) or self.manager.awaits_handoff(task_id)
 
     def _runnable_names(self) -> list[str]:
+        if self.manager.config.enqueue_only:
+            return []  # takes no task: worker processes do
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
+
+    def _room(self) -> int:
+        """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for
+        their delay do not count: however many there are, due ones are still taken."""
+        return self.runner.room(CLAIM_DEPTH)
+
+    async def _wait_for_room(self) -> None:
+        # Until half of what it may hold has run: the next batch arrives before the runner runs dry.
+        depth = self.runner.due + self.runner.room(CLAIM_DEPTH)
+        await self.runner.wait_for_room(depth // 2 + 1)
 
     def _submit_recovered(self, rows: list[Any]) -> None:
         for job in self.manager.jobs_from_recovered(rows):
+            self.runner.submit(job)
+
+    def _submit_claimed(self, rows: list[Any]) -> None:
+        for job in self.manager.jobs_from_claimed(rows):
             self.runner.submit(job)
 
     async def _tick(self) -> None:

@@ -78,12 +78,15 @@ def build_manager(executions: ExecutionLog) -> TaskManager:
     return manager
 
 
-def create_app() -> FastAPI:
+def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     logging.getLogger("taskflow").setLevel(logging.INFO)
 
+
+def create_app() -> FastAPI:
+    configure_logging()
     executions = ExecutionLog(Path(os.environ["PROC_RECORD_DIR"]))
     manager = build_manager(executions)
     tasks = {spec.name: spec.func for spec in manager.registry.all()}

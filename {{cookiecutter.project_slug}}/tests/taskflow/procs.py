@@ -1,4 +1,4 @@
-"""Real server processes for the process tests: start uvicorn, wait on conditions, kill, read results.
+"""Real processes for the process tests: start uvicorn or a worker, wait on conditions, kill, read results.
 
 Every wait polls a condition against a generous deadline (never a fixed sleep), and every
 process a test starts is killed in the fixture's `finally`, whatever the test did.
@@ -29,6 +29,8 @@ from app.taskflow.store import queries
 
 SERVICE_ROOT = Path(__file__).resolve().parents[2]
 APP_FACTORY = "tests.taskflow.proc_app:create_app"
+WORKER_MODULE = "tests.taskflow.proc_worker"
+WORKER_STARTED = "running tasks"  # in a worker's start line (app/taskflow/worker.py)
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = "") -> Any:
@@ -82,10 +84,13 @@ class Server:
         assert self.process is not None
         return self.process.pid
 
+    def command(self) -> list[str]:
+        server = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
+        return [*server, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.options]
+
     def start(self) -> None:
         assert not self.alive, f"{self.name} is already running"
-        command = [sys.executable, "-m", "uvicorn", "--factory", APP_FACTORY]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *self.options]
+        command = self.command()
         env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "PYTHONUNBUFFERED": "1", **self.env}
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts + 1} of {self.name}\n".encode())
@@ -167,6 +172,24 @@ class Server:
 
 
 @dataclass
+class Worker(Server):
+    """A worker process of the test service (proc_worker.py): its tasks, no HTTP server."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", WORKER_MODULE]
+
+    def start_ready(self, timeout: float = 30.0) -> None:
+        """Start, and wait for the start line this start logs (fails if the process exits first)."""
+        self.start()
+        wait_until(
+            lambda: self.log_text().count(WORKER_STARTED) >= self.starts or not self.alive,
+            timeout=timeout,
+            what=f"{self.name} started\n{self.log_tail()}",
+        )
+        assert self.alive, f"{self.name} exited while starting\n{self.log_tail()}"
+
+
+@dataclass
 class Servers:
     """Starts servers that share one database and one record folder; kills them all at the end."""
 
@@ -184,6 +207,12 @@ class Servers:
         server = Server(name=name, env=env, log_path=self.folder / f"{name}.log", options=options)
         self.started.append(server)
         return server
+
+    def new_worker(self, name: str, **overrides: str) -> Worker:
+        env = {"DATABASE_URL": self.database_url, "PROC_RECORD_DIR": str(self.records), **self.settings, **overrides}
+        worker = Worker(name=name, env=env, log_path=self.folder / f"{name}.log")
+        self.started.append(worker)
+        return worker
 
     def stop_all(self) -> None:
         for server in self.started:

@@ -96,8 +96,10 @@ async def test_task_manager_without_arguments_uses_an_in_memory_store() -> None:
 
 
 def test_bad_manager_settings_are_refused_with_the_setting_named() -> None:
-    with pytest.raises(ValueError, match="concurrency must be >= 1"):
-        TaskManager(concurrency=0)
+    with pytest.raises(ValueError, match=r"concurrency must be >= 0 \(0: enqueue only\)"):
+        TaskManager(concurrency=-1)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        TaskManager(threads=0)
     with pytest.raises(ValueError, match="sqlite:/// and postgresql"):
         TaskManager(database_url="mysql://x/y").store  # noqa: B018
 

@@ -12,7 +12,7 @@ The operations, by group:
 - enqueue: open, close, enqueue, adopt_orphans, find_by_idempotency_key, apply (a batch
   of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
-- leases: renew_leases, take_over_expired, interrupt_orphans, released_ids, live_owners,
+- leases: renew_leases, take_over_expired, claim_ownerless, interrupt_orphans, released_ids, live_owners,
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
 - reads: get, list, count, attempts
 - admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
@@ -46,8 +46,9 @@ How a row enters taskflow_tasks. Every new row is built by models.new_task_row, 
 6. Fired by a schedule (`fire_schedule`): committed ownerless, as in 1, in the transaction whose
    compare-and-set moves the schedule past its due time, so each due time makes one row.
 
-A row becomes RUNNING by a claim: in a batch for a row in the table (writes.claim), or in the
-writer for a row it still holds (Writer.claim_held, Writer.claim), which then goes in RUNNING.
+A row becomes RUNNING by a claim: in a batch for a row in the table (writes.claim), in the
+writer for a row it still holds (Writer.claim_held, Writer.claim), which then goes in RUNNING,
+or, for rows nobody owns, with the batch that takes them (`claim_ownerless`: a worker's intake).
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ class Store:
     @property
     def dialect(self) -> str:
         return self.database.dialect
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can open this database (False for the in-memory store)."""
+        return not self.database.single_connection
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
@@ -245,7 +251,6 @@ class Store:
         limit: int,
         max_recoveries: int,
         names: Collection[str] | None = None,
-        released_only: bool = False,
     ) -> builtins.list[Any]:
         """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired)."""
         now = utcnow()
@@ -258,8 +263,17 @@ class Store:
                 limit=limit,
                 max_recoveries=max_recoveries,
                 names=names,
-                released_only=released_only,
             )
+        )
+
+    def claim_ownerless(
+        self, owner: str, *, until: datetime, limit: int, names: Collection[str] | None = None
+    ) -> builtins.list[Any]:
+        """Claim up to `limit` due PENDING rows nobody owns straight into RUNNING under `owner`,
+        in one transaction whatever the batch size (leases.claim_ownerless)."""
+        now = utcnow()
+        return self._write(
+            lambda c: leases.claim_ownerless(c, owner=owner, now=now, until=until, limit=limit, names=names)
         )
 
     def interrupt_orphans(self, owner: str) -> int:
@@ -267,9 +281,11 @@ class Store:
         now = utcnow()
         return self._write(lambda c: leases.interrupt_orphans(c, owner=owner, now=now))
 
-    def released_ids(self, *, limit: int, names: Collection[str] | None = None) -> builtins.list[str]:
-        """Persisted PENDING rows nobody owns (of `names`), oldest first: a read, no write lock."""
-        return self._read(lambda c: leases.released_ids(c, limit=limit, names=names))
+    def released_ids(
+        self, *, limit: int, names: Collection[str] | None = None, due: datetime | None = None
+    ) -> builtins.list[str]:
+        """Persisted PENDING rows nobody owns (of `names`, due by `due`), oldest first: a read, no write lock."""
+        return self._read(lambda c: leases.released_ids(c, limit=limit, names=names, due=due))
 
     def live_owners(self) -> builtins.list[str]:
         """Owners holding an unexpired lease on an active row."""

@@ -54,14 +54,13 @@ def take_over_expired(
     limit: int,
     max_recoveries: int,
     names: Collection[str] | None = None,
-    released_only: bool = False,
 ) -> list[Any]:
     """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
 
     Each row that was RUNNING gets an attempt row (status "crashed", with the number, owner and
-    start of the attempt that was cut short), in this same transaction. With `released_only`,
-    only PENDING rows nobody owns (released at a shutdown, enqueued while no instance ran) are
-    taken, through the small index that holds just those rows: cheap enough for every tick.
+    start of the attempt that was cut short), in this same transaction. PENDING rows nobody
+    owns are not taken here: claim_ownerless claims them once due, in batches sized to the room
+    an instance has (a sweep taking them all would leave other workers nothing).
 
     A row that was RUNNING when its owner died counts one recovery; past `max_recoveries` it is
     quarantined as FAILED instead of being run again (a task that keeps killing its process).
@@ -69,12 +68,6 @@ def take_over_expired(
     old version leaves a new task type to the instances that can run it.
     """
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
-    only: tuple[Any, ...] = ()
-    if released_only:
-        candidates = released_ids(connection, limit=limit, names=names)
-        if not candidates:
-            return []
-        only = (TASKS.c.id.in_(candidates), text(UNOWNED_PENDING))
     # picked: persisted, active, nobody's lease; oldest first so nothing starves. Read first, with
     # the rows locked (PostgreSQL; SKIP LOCKED splits the work between instances), because the
     # attempt a crashed row was running (its number, owner and start) is recorded below, and the
@@ -82,7 +75,8 @@ def take_over_expired(
     # sub-select: PostgreSQL re-ran such a sub-select while re-checking rows others had updated.
     picked = connection.execute(
         select(TASKS.c.id, TASKS.c.status, TASKS.c.owner, TASKS.c.attempt, TASKS.c.started_at)
-        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable, *only)
+        .where(TASKS.c.persist.is_(True), TASKS.c.status.in_(ACTIVE), _expired(now), _not_ours(owner), runnable)
+        .where(or_(TASKS.c.status != TaskStatus.PENDING.value, TASKS.c.owner.is_not(None)))  # not UNOWNED_PENDING
         .order_by(TASKS.c.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -197,12 +191,23 @@ def _record_shutdown_attempts(connection: Connection, *, owner: str, now: dateti
     return connection.execute(statement).rowcount
 
 
-def released_ids(connection: Connection, *, limit: int, names: Collection[str] | None = None) -> list[str]:
-    """Persisted rows waiting with no owner (of `names`), oldest first, read from their small index."""
+def released_ids(
+    connection: Connection,
+    *,
+    limit: int,
+    names: Collection[str] | None = None,
+    due: datetime | None = None,
+    lock: bool = False,
+) -> list[str]:
+    """Persisted rows waiting with no owner (of `names`; with `due`, only those due by then),
+    oldest first, read from their small index. With `lock` (PostgreSQL), the rows are locked
+    and rows another transaction locked are skipped: instances claiming at once split them."""
     if connection.dialect.name == "sqlite":
         # SQLite's planner prefers the status index, which holds every pending row (the whole
-        # backlog), to the partial one: name it.
+        # backlog), to the partial one: name it. (It has no row locks: BEGIN IMMEDIATE serialises.)
         where = "" if names is None else " AND name IN :names"
+        if due is not None:
+            where += " AND (next_run_at IS NULL OR next_run_at <= :due)"
         statement: Any = text(
             f"SELECT id FROM taskflow_tasks INDEXED BY {UNOWNED_INDEX} "
             f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY created_at LIMIT :limit"
@@ -211,15 +216,70 @@ def released_ids(connection: Connection, *, limit: int, names: Collection[str] |
         if names is not None:
             statement = statement.bindparams(bindparam("names", expanding=True))
             values["names"] = list(names)
+        if due is not None:
+            statement = statement.bindparams(bindparam("due", type_=UTCDateTime()))
+            values["due"] = due
         return [row.id for row in connection.execute(statement, values)]
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
+    is_due = true() if due is None else or_(TASKS.c.next_run_at.is_(None), TASKS.c.next_run_at <= due)
     query = (
         select(TASKS.c.id)
-        .where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable)
+        .where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable, is_due)
         .order_by(TASKS.c.created_at)
         .limit(limit)
     )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
     return [row.id for row in connection.execute(query)]
+
+
+# What a job needs of a row claim_ownerless took (not the result, logs or error of earlier attempts).
+CLAIMED_COLUMNS = (
+    TASKS.c.id,
+    TASKS.c.name,
+    TASKS.c.arguments,
+    TASKS.c.attempt,
+    TASKS.c.retries_used,
+    TASKS.c.created_at,
+)
+
+
+def claim_ownerless(
+    connection: Connection,
+    *,
+    owner: str,
+    now: datetime,
+    until: datetime,
+    limit: int,
+    names: Collection[str] | None = None,
+) -> list[Any]:
+    """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
+    (CLAIMED_COLUMNS).
+
+    The batch a worker takes: the ids are read from the small unowned index with their rows
+    locked (PostgreSQL: FOR UPDATE SKIP LOCKED, so instances claiming at once take different
+    rows), then moved in one UPDATE per CHUNK ids. The UPDATE repeats the unowned test, so a
+    row taken meanwhile (SQLite has no row locks, but serialises writers) is never taken twice.
+    """
+    ids = released_ids(connection, limit=limit, names=names, due=now, lock=True)
+    claimed: list[Any] = []
+    for start in range(0, len(ids), CHUNK):
+        statement = (
+            update(TASKS)
+            .where(TASKS.c.id.in_(ids[start : start + CHUNK]), text(UNOWNED_PENDING))
+            .values(
+                status=TaskStatus.RUNNING.value,
+                owner=owner,
+                lease_expires_at=until,
+                attempt=TASKS.c.attempt + 1,
+                started_at=now,
+                updated_at=now,
+                next_run_at=None,
+            )
+            .returning(*CLAIMED_COLUMNS)
+        )
+        claimed.extend(connection.execute(statement))
+    return claimed
 
 
 def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -> int:
