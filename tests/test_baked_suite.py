@@ -53,7 +53,7 @@ def summary_counts(output: str) -> dict[str, int]:
 # The default bake runs the whole suite, tests/taskflow included, in DEFAULT_SHARDS slices
 # (TEST_SHARD, see the service's tests/conftest.py) that `make test` runs side by side; the
 # other bakes run the service's own tests only.
-DEFAULT_SHARDS = 2
+DEFAULT_SHARDS = 3
 SUITE_RUNS: dict[str, tuple[Options, str]] = {
     **{f"default-{i}of{DEFAULT_SHARDS}": ({}, f"{i}/{DEFAULT_SHARDS}") for i in range(1, DEFAULT_SHARDS + 1)},
     **{name: (options, "") for name, options in SERVICE_SETS.items() if options},
