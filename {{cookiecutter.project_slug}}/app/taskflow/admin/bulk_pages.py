@@ -41,6 +41,11 @@ def _refused(request: Request, principal: Any, message: str) -> HTMLResponse:
     return render(request, principal, "refused.html", {"message": message}, status_code=422)
 
 
+def _chosen(form: FormData) -> tuple[BulkAction, Selection, FilterForm]:
+    """What the action bar (or the confirmation page) posted: the action, the tasks, the filters."""
+    return (_action(form), *_selection(form))
+
+
 def _action(form: FormData) -> BulkAction:
     value = form.get("action")
     try:
@@ -65,10 +70,8 @@ def _selection(form: FormData) -> tuple[Selection, FilterForm]:
 
 @router.post("/confirm", name="taskflow_page_bulk_confirm")
 async def confirm(request: Request, principal: ActorDep, service: ServiceDep) -> HTMLResponse:
-    form = await request.form()
     try:
-        action = _action(form)
-        selection, filters = _selection(form)
+        action, selection, filters = _chosen(await request.form())
     except BulkInputError as error:
         return _refused(request, principal, str(error))
     plan = await BulkActions(service).plan(action, selection)
@@ -84,10 +87,8 @@ async def confirm(request: Request, principal: ActorDep, service: ServiceDep) ->
 
 @router.post("/run", name="taskflow_page_bulk_run")
 async def run(request: Request, principal: ActorDep, service: ServiceDep) -> HTMLResponse:
-    form = await request.form()
     try:
-        action = _action(form)
-        selection, filters = _selection(form)
+        action, selection, filters = _chosen(await request.form())
     except BulkInputError as error:
         return _refused(request, principal, str(error))
     report = await BulkActions(service).run(principal, action, selection)
