@@ -85,8 +85,11 @@ class TaskRecord(SQLModel, table=True):
         ),
         # Every instance's control loop looks here each tick for released rows to start at once;
         # only unowned waiting rows are in it, so it stays tiny and a plain enqueue never touches it.
+        # In claim order (highest priority first, then oldest), so a claim reads its batch off the
+        # front of the index with no sort.
         Index(
             UNOWNED_INDEX,
+            text("priority DESC"),
             "created_at",
             sqlite_where=text(UNOWNED_PENDING),
             postgresql_where=text(UNOWNED_PENDING),
@@ -131,6 +134,8 @@ class TaskRecord(SQLModel, table=True):
     progress_message: str | None = Field(default=None, max_length=500)
     # The task this one retries (manual retry of a failed task keeps the original).
     retry_of: str | None = Field(default=None, max_length=36)
+    # Higher starts first among ready tasks (TaskOptions.priority or the enqueue's own).
+    priority: int = 0
 
 
 def _new_row_defaults() -> dict[str, Any]:
@@ -180,6 +185,7 @@ class TaskIntake(SQLModel, table=True):
     owner: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    priority: int = 0
 
 
 class TaskAttempt(SQLModel, table=True):
