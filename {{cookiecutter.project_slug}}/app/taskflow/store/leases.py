@@ -263,7 +263,7 @@ def claim_ownerless(
     names: Collection[str] | None = None,
 ) -> list[Any]:
     """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
-    (CLAIMED_COLUMNS).
+    (CLAIMED_COLUMNS), highest priority first and oldest first within one.
 
     The batch a worker takes: the ids are read from the small unowned index with their rows
     locked (PostgreSQL: FOR UPDATE SKIP LOCKED, so instances claiming at once take different
@@ -288,6 +288,9 @@ def claim_ownerless(
             .returning(*CLAIMED_COLUMNS)
         )
         claimed.extend(connection.execute(statement))
+    # In claim order (RETURNING follows no order): the runner starts equal priorities in this order.
+    position = {task_id: n for n, task_id in enumerate(ids)}
+    claimed.sort(key=lambda row: position[row.id])
     return claimed
 
 
