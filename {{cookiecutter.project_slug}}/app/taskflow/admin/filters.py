@@ -84,7 +84,8 @@ class FilterForm:
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> FilterForm:
-        values = {key: (params.get(key) or "").strip() for key in ("status", "name", "since", "until", "q", "min_priority")}
+        keys = ("status", "name", "since", "until", "q", "min_priority")
+        values = {key: (params.get(key) or "").strip() for key in keys}
         errors: list[str] = []
         # The middleware stops NUL in URLs and plain form bodies; this covers multipart ones too
         # (PostgreSQL cannot compare a string holding NUL).
