@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from app.taskflow import TaskManager, TaskStatus
 from app.taskflow.background import EnqueueOptions, ManagedBackgroundTasks
+from app.taskflow.job_queue import JobQueue
 from app.taskflow.models import TaskRecord, new_task_row, utcnow
 from app.taskflow.options import DEFAULTS, PRIORITY_MAX, PRIORITY_MIN
 from app.taskflow.store import leases as lease_sql
@@ -100,6 +102,17 @@ async def test_a_task_priority_is_stored_and_an_enqueue_overrides_it(make_manage
 
 
 # -- one instance ---------------------------------------------------------------------------------
+
+
+def test_the_job_queue_pops_highest_priority_first_and_fifo_within_one() -> None:
+    queue: JobQueue[SimpleNamespace] = JobQueue()
+    for label, priority in MIXED:
+        queue.push(SimpleNamespace(label=label, priority=priority))
+    assert len(queue) == len(MIXED)
+    popped = [queue.pop().label for _ in range(len(MIXED))]
+    assert popped == EXPECTED and not queue
+    with pytest.raises(IndexError):
+        queue.pop()
 
 
 async def test_in_one_instance_queued_tasks_start_highest_priority_first_fifo_within_one(
