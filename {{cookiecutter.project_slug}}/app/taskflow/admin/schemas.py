@@ -229,6 +229,8 @@ class RegisteredTask(BaseModel):
     executor: str
     # The on_failure hook's qualified name, if any.
     on_failure: str | None = None
+    # Higher starts first among ready tasks (an enqueue may override it).
+    priority: int
 
 
 class SchedulePublic(BaseModel):
