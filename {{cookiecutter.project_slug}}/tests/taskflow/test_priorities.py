@@ -7,6 +7,7 @@ Store-backed tests run on SQLite and PostgreSQL (the `database_url` fixture).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,10 +24,13 @@ from app.taskflow.background import EnqueueOptions, ManagedBackgroundTasks
 from app.taskflow.job_queue import JobQueue
 from app.taskflow.models import TaskRecord, new_task_row, utcnow
 from app.taskflow.options import DEFAULTS, PRIORITY_MAX, PRIORITY_MIN
+from app.taskflow.store import intake as intake_module
 from app.taskflow.store import leases as lease_sql
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
 from .sql import write_sql
+from .test_intake import die, folder_of, intake_row, other_process_file
+from .test_recovery import dead_local_owner
 
 # (label, priority) in enqueue order: the expected start order is by priority, then this order.
 MIXED = [("a", 0), ("b", 5), ("c", 0), ("d", 10), ("e", 5), ("f", -1)]
@@ -272,3 +276,42 @@ async def test_the_admin_shows_priority_and_filters_by_a_minimum(make_manager, m
     assert "minimum priority must be a whole number" in bad_page.text
     assert "<th>Priority</th><td>-5</td>" in detail.text
     assert one.json()["priority"] == 9
+
+
+# -- SQLite's intake files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_dead_processes_intake_rows_keep_their_priority(make_manager: ManagerFactory) -> None:
+    manager = make_manager()
+    owner = dead_local_owner()
+    row = intake_row(owner, priority=8)
+    die(other_process_file(manager, owner, row))
+    assert await asyncio.to_thread(manager.store.adopt_orphans, stale_after=0) == 1
+    assert manager.store.get(row["id"]).priority == 8
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_intake_file_written_before_priorities_is_recovered_at_the_default(
+    make_manager: ManagerFactory,
+) -> None:
+    manager = make_manager()
+    owner = dead_local_owner()
+    path = folder_of(manager) / intake_module.file_name(owner)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    task_id = str(uuid.uuid4())
+    old = sqlite3.connect(path)
+    with old:  # the intake table as it was before the priority column
+        old.execute(
+            "CREATE TABLE taskflow_intake (seq INTEGER PRIMARY KEY, id VARCHAR(36) NOT NULL, name VARCHAR(200) "
+            "NOT NULL, arguments TEXT NOT NULL, max_attempts INTEGER NOT NULL, owner VARCHAR(200) NOT NULL, "
+            "created_at DATETIME NOT NULL, next_run_at DATETIME)"
+        )
+        old.execute(
+            "INSERT INTO taskflow_intake (id, name, arguments, max_attempts, owner, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (task_id, "job", '{"args": [], "kwargs": {}}', 1, owner, "2026-01-01 00:00:00.000000"),
+        )
+    old.close()
+    assert await asyncio.to_thread(manager.store.adopt_orphans, stale_after=0) == 1
+    row = manager.store.get(task_id)
+    assert (row.priority, row.status, row.owner) == (DEFAULTS.priority, TaskStatus.PENDING.value, None)
