@@ -315,3 +315,18 @@ async def test_an_intake_file_written_before_priorities_is_recovered_at_the_defa
     assert await asyncio.to_thread(manager.store.adopt_orphans, stale_after=0) == 1
     row = manager.store.get(task_id)
     assert (row.priority, row.status, row.owner) == (DEFAULTS.priority, TaskStatus.PENDING.value, None)
+
+
+async def test_a_retry_keeps_the_priority_of_the_task_it_retries(make_manager: ManagerFactory) -> None:
+    manager = make_manager()
+
+    @manager.task(name="fails")
+    async def fails() -> None:
+        raise ValueError("no")
+
+    async with manager.lifespan():
+        task_id = manager.enqueue(fails, options=EnqueueOptions(priority=4))
+        await wait_for_status(manager, task_id, TaskStatus.FAILED.value)
+        retried = await manager.retry(task_id)
+        await wait_for_status(manager, retried, TaskStatus.FAILED.value)
+    assert manager.store.get(retried).priority == 4
