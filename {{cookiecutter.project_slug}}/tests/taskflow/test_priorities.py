@@ -308,7 +308,8 @@ async def test_an_intake_file_written_before_priorities_is_recovered_at_the_defa
             "created_at DATETIME NOT NULL, next_run_at DATETIME)"
         )
         old.execute(
-            "INSERT INTO taskflow_intake (id, name, arguments, max_attempts, owner, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO taskflow_intake (id, name, arguments, max_attempts, owner, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (task_id, "job", '{"args": [], "kwargs": {}}', 1, owner, "2026-01-01 00:00:00.000000"),
         )
     old.close()
