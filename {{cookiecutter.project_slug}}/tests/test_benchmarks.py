@@ -54,6 +54,13 @@ BENCHMARKS = {
             rf"threads {NUMBER} tasks/s \| processes {NUMBER} tasks/s \| ratio {NUMBER}"
         ],
     ),
+    "priority": (
+        ["bench.priority_bench", "--jobs", "200", "--rounds", "1"],
+        [
+            rf"runner queue, 200 jobs, median of 1 rounds: deque {NUMBER} ns/job \| JobQueue default priority "
+            rf"{NUMBER} ns/job, ratio {NUMBER} \| mixed priorities {NUMBER} ns/job, ratio {NUMBER}"
+        ],
+    ),
     "recovery": (
         ["bench.recovery_bench", "--tasks", "100", "--rounds", "1", "--no-postgres"],
         [rf"sqlite +100 tasks, median of 1: first started +{NUMBER} s \| all started +{NUMBER} s"],

@@ -17,6 +17,7 @@ from fastapi import BackgroundTasks
 from sqlmodel import Session
 
 from .models import utcnow
+from .options import check_priority
 
 if TYPE_CHECKING:
     from .manager import TaskManager
@@ -36,6 +37,12 @@ class EnqueueOptions:
     eta: datetime | None = None
     # Write the row in the caller's SQLModel session: it exists if and only if that commits.
     session: Session | None = None
+    # This enqueue's priority instead of the task's own (@task_manager.task(priority=...)).
+    priority: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.priority is not None:
+            check_priority(self.priority)
 
     def not_before(self) -> datetime | None:
         if self.delay is not None and self.eta is not None:
@@ -69,9 +76,12 @@ class ManagedBackgroundTasks(BackgroundTasks):
         delay: float | None = None,
         eta: datetime | None = None,
         session: Session | None = None,
+        priority: int | None = None,
     ) -> _OptionsView:
         """Enqueue options for the next add_task: `background_tasks.options(delay=5).add_task(f, x)`."""
-        options = EnqueueOptions(idempotency_key=idempotency_key, delay=delay, eta=eta, session=session)
+        options = EnqueueOptions(
+            idempotency_key=idempotency_key, delay=delay, eta=eta, session=session, priority=priority
+        )
         return _OptionsView(self, options)
 
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> str:  # type: ignore[override]

@@ -148,6 +148,7 @@ class TaskManager:
         name: str | None = ...,
         executor: Literal["thread", "process"] = ...,
         on_failure: Hook | None = ...,
+        priority: int = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     # `func` is not positional-only here (the overloads say it is): mypy then checks them against this.
@@ -265,6 +266,7 @@ class TaskManager:
             argument_codec.encode(plain),
             idempotency_key=options.idempotency_key,
             next_run_at=not_before,
+            priority=spec.options.priority if options.priority is None else options.priority,
         )
         task_id = self.store.enqueue(row, session=options.session, writer=None if runtime is None else runtime.writer)
         if task_id != row["id"]:
@@ -280,6 +282,7 @@ class TaskManager:
             context=contextvars.copy_context(),
             enqueued_at=row["created_at"],
             trace_link=None if self.tracer is None else self.tracer.enqueued(task_id, spec.name),
+            priority=row["priority"],
         )
         with self._unhanded_lock:
             self._unhanded[task_id] = job
@@ -502,7 +505,7 @@ class TaskManager:
         if spec is None:
             raise TaskNotRetryable(f"no task named {row.name!r} is registered in this service")
         plain = argument_codec.decode(row.arguments)
-        new_row = self._new_row(runtime, spec, row.arguments, retry_of=task_id)
+        new_row = self._new_row(runtime, spec, row.arguments, retry_of=task_id, priority=row.priority)
         new_id = await asyncio.to_thread(self.store.enqueue, new_row)
         self.enqueued_total += 1
         job = Job(
@@ -512,6 +515,7 @@ class TaskManager:
             context=contextvars.copy_context(),
             enqueued_at=new_row["created_at"],
             trace_link=None if self.tracer is None else self.tracer.enqueued(new_id, spec.name),
+            priority=new_row["priority"],
         )
         if runtime is not None:
             runtime.runner.submit(job)
@@ -536,6 +540,7 @@ class TaskManager:
                     retries_used=row.retries_used,
                     enqueued_at=row.created_at,
                     claimed=row.attempt,
+                    priority=row.priority,
                 )
             )
         return jobs
@@ -562,6 +567,7 @@ class TaskManager:
                     not_before=row.next_run_at,
                     retries_used=row.retries_used,
                     enqueued_at=row.created_at,
+                    priority=row.priority,
                 )
             )
         return jobs

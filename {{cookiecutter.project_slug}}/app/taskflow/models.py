@@ -83,14 +83,8 @@ class TaskRecord(SQLModel, table=True):
             sqlite_where=text("idempotency_key IS NOT NULL"),
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
-        # Every instance's control loop looks here each tick for released rows to start at once;
-        # only unowned waiting rows are in it, so it stays tiny and a plain enqueue never touches it.
-        Index(
-            UNOWNED_INDEX,
-            "created_at",
-            sqlite_where=text(UNOWNED_PENDING),
-            postgresql_where=text(UNOWNED_PENDING),
-        ),
+        # The index of unowned waiting rows (UNOWNED_INDEX) follows the class: it names a column
+        # in descending order, which needs the table's column object.
         Index(
             "ix_taskflow_tasks_retry_of",
             "retry_of",
@@ -131,6 +125,21 @@ class TaskRecord(SQLModel, table=True):
     progress_message: str | None = Field(default=None, max_length=500)
     # The task this one retries (manual retry of a failed task keeps the original).
     retry_of: str | None = Field(default=None, max_length=36)
+    # Higher starts first among ready tasks (TaskOptions.priority or the enqueue's own).
+    priority: int = 0
+
+
+# Every instance's control loop looks here each tick for released rows to start at once; only
+# unowned waiting rows are in it, so it stays tiny and a plain enqueue never touches it. In claim
+# order (highest priority first, then oldest): a claim reads its batch off the front, no sort.
+_TASKS_COLUMNS = TaskRecord.__table__.c  # type: ignore[attr-defined]
+Index(
+    UNOWNED_INDEX,
+    _TASKS_COLUMNS.priority.desc(),
+    _TASKS_COLUMNS.created_at,
+    sqlite_where=text(UNOWNED_PENDING),
+    postgresql_where=text(UNOWNED_PENDING),
+)
 
 
 def _new_row_defaults() -> dict[str, Any]:
@@ -180,6 +189,7 @@ class TaskIntake(SQLModel, table=True):
     owner: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    priority: int = 0
 
 
 class TaskAttempt(SQLModel, table=True):

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+# The range of `priority`: wide enough for a few tiers with room between them, narrow enough
+# that a typo (a timestamp, a size) is caught.
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+
 
 @dataclass(frozen=True, kw_only=True)
 class TaskOptions:
@@ -41,8 +46,13 @@ class TaskOptions:
     # Called (sync or async) once when this task gives up: retries used up, a give-up exception,
     # or quarantined after crashes. See hooks.py.
     on_failure: Callable[..., Any] | None = None
+    # Among tasks ready to run, a higher priority starts first (on this instance and in the
+    # claims of ownerless rows across instances); equal priorities keep enqueue order.
+    # An int from PRIORITY_MIN to PRIORITY_MAX; `options(priority=...)` overrides it per enqueue.
+    priority: int = 0
 
     def __post_init__(self) -> None:
+        check_priority(self.priority, task=self.name)
         # A list of exception classes is as clear as a tuple; stored as a tuple (hashable, frozen).
         for option in ("retry_on", "give_up_on"):
             value = getattr(self, option)
@@ -59,6 +69,17 @@ class TaskOptions:
                 f"@task got unknown option(s) {', '.join(map(repr, unknown))}; the options are {', '.join(known)}"
             )
         return cls(**arguments)
+
+
+def check_priority(priority: object, *, task: str | None = None) -> int:
+    """`priority` if it is an int in range; else a ValueError naming the task and showing an example."""
+    if isinstance(priority, int) and not isinstance(priority, bool) and PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        return priority
+    where = f" of task {task!r}" if task else ""
+    raise ValueError(
+        f"priority{where} must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first), "
+        f"got {priority!r}; e.g. @task_manager.task(priority=10) or background_tasks.options(priority=10)"
+    )
 
 
 def option_names() -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from . import arguments as argument_codec
 from .context import TaskContext, call_bound
 from .events import EventBus, TaskEvent
 from .hooks import Hooks, TaskOutcome
+from .job_queue import JobQueue
 from .models import TaskStatus, utcnow
 from .policy import TaskCancelled, TaskTimeout
 from .process_executor import ProcessPool
@@ -92,6 +93,8 @@ class Job:
     # The attempt its row is RUNNING in already, claimed with a batch of ownerless rows
     # (Store.claim_ownerless): it starts without a claim of its own.
     claimed: int | None = None
+    # Started before lower ones waiting here with it (TaskOptions.priority, or the enqueue's).
+    priority: int = 0
 
 
 @dataclass(eq=False)
@@ -126,11 +129,12 @@ class Runner:
         self._concurrency = concurrency
         self._limiter = anyio.CapacityLimiter(threads)
         self._processes = processes
-        # Jobs ready to start, and the workers asleep waiting for one. Not an asyncio.Queue: it
-        # wakes a worker per job put, and a burst of short jobs (one per request served in a
-        # loop turn) then cost a future and a task step each. Here a woken worker runs queued
-        # short jobs one after another, and wakes the next sleeper while any wait.
-        self._jobs: deque[Job] = deque()
+        # Jobs ready to start (highest priority first, see job_queue.py), and the workers asleep
+        # waiting for one. Not an asyncio.Queue: it wakes a worker per job put, and a burst of
+        # short jobs (one per request served in a loop turn) then cost a future and a task step
+        # each. Here a woken worker runs queued short jobs one after another, and wakes the next
+        # sleeper while any wait.
+        self._jobs: JobQueue[Job] = JobQueue()
         self._sleepers: deque[asyncio.Future[None]] = deque()
         self._waking = False  # a sleeper was woken and has not looked at the jobs yet
         self._pausing = 0  # workers yielding the loop a turn mid-backlog (YIELD_EVERY)
@@ -201,7 +205,7 @@ class Runner:
         self._timers.clear()
         # Jobs not yet started stay PENDING in the database; the shutdown release hands them on.
         while self._jobs:
-            job = self._jobs.popleft()
+            job = self._jobs.pop()
             self._waiting.pop(job.task_id, None)
         self._waiting.clear()
         with contextlib.suppress(TimeoutError):
@@ -249,7 +253,7 @@ class Runner:
             self._push(job)
 
     def _push(self, job: Job) -> None:
-        self._jobs.append(job)
+        self._jobs.push(job)
         # A job that is not typically short gets a worker of its own at once; a short one may
         # wait for a worker already woken (it runs the queued short jobs one after another).
         self._wake_sleeper(even_if_waking=not self._is_short(job.spec))
@@ -309,7 +313,7 @@ class Runner:
                 # (While a worker yields mid-backlog, the queue waits for it: it is not blocked,
                 # and it carries on after this loop turn. A worker blocked in a job does not
                 # count as pausing, so the others still take the jobs behind it.)
-                job, claim = self._jobs.popleft(), None
+                job, claim = self._jobs.pop(), None
                 if self._jobs:
                     # More wait: a sleeper takes the next if this job keeps us (no job waits
                     # behind a busy worker while another is free).
@@ -361,7 +365,7 @@ class Runner:
         while len(ahead) < AHEAD and not self._stopping:
             if not self._jobs:
                 return
-            job = self._jobs.popleft()
+            job = self._jobs.pop()
             if job.cancelled or self._waiting.get(job.task_id) is not job:
                 continue
             short = self._is_short(job.spec)

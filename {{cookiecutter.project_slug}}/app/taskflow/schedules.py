@@ -169,6 +169,7 @@ def run_row(manager: TaskManager, schedule: ScheduleSpec, due_at: datetime) -> d
         persist=True,
         max_attempts=spec.policy.retries + 1,
         idempotency_key=f"schedule:{schedule.name}@{due_at.isoformat()}",
+        priority=spec.options.priority,
     )
 
 

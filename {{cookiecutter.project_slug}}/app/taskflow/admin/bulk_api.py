@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import TaskStatus
+from ..options import PRIORITY_MAX, PRIORITY_MIN
 from ..store import TaskFilter
 from .api import ServiceDep
 from .bulk import MAX_BULK, BulkAction, BulkActions, BulkInputError, BulkReport, Selection
@@ -32,13 +33,21 @@ class BulkFilter(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     q: Annotated[str | None, Field(max_length=MAX_TEXT)] = None
+    min_priority: Annotated[int | None, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)] = None
 
     def task_filter(self) -> TaskFilter:
         try:
             since, until = as_utc(self.since), as_utc(self.until)
         except ValueError as error:
             raise BulkInputError(f"filter: {error}; use a time between years 1 and 9999 in UTC") from None
-        return TaskFilter(status=self.status, name=self.name or None, since=since, until=until, text=self.q or None)
+        return TaskFilter(
+            status=self.status,
+            name=self.name or None,
+            since=since,
+            until=until,
+            text=self.q or None,
+            min_priority=self.min_priority,
+        )
 
 
 class BulkRequest(BaseModel):

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import HTTPException, Query
 
 from ..models import TaskStatus
+from ..options import PRIORITY_MAX, PRIORITY_MIN
 from ..store import TaskFilter
 
 MAX_TEXT = 200
@@ -45,6 +46,9 @@ def api_filter(
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601; naive is UTC)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601; naive is UTC)")] = None,
     q: Annotated[str | None, Query(max_length=MAX_TEXT, description="text in the id, name or error")] = None,
+    min_priority: Annotated[
+        int | None, Query(ge=PRIORITY_MIN, le=PRIORITY_MAX, description="priority at or above this")
+    ] = None,
 ) -> TaskFilter:
     """Dependency for the JSON API: FastAPI answers 422 with a message for a bad value."""
     return TaskFilter(
@@ -53,7 +57,21 @@ def api_filter(
         since=_query_time("since", since),
         until=_query_time("until", until),
         text=q or None,
+        min_priority=min_priority,
     )
+
+
+def parse_min_priority(text: str) -> tuple[int | None, str | None]:
+    """The form's minimum priority (empty: any) and the message for a bad one."""
+    if not text:
+        return None, None
+    try:
+        value = int(text)
+    except ValueError:
+        return None, f"minimum priority must be a whole number, got {text[:40]!r}"
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        return None, f"minimum priority must be from {PRIORITY_MIN} to {PRIORITY_MAX}, got {value}"
+    return value, None
 
 
 @dataclass
@@ -66,7 +84,8 @@ class FilterForm:
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> FilterForm:
-        values = {key: (params.get(key) or "").strip() for key in ("status", "name", "since", "until", "q")}
+        keys = ("status", "name", "since", "until", "q", "min_priority")
+        values = {key: (params.get(key) or "").strip() for key in keys}
         errors: list[str] = []
         # The middleware stops NUL in URLs and plain form bodies; this covers multipart ones too
         # (PostgreSQL cannot compare a string holding NUL).
@@ -97,12 +116,16 @@ class FilterForm:
             if len(values[key]) > MAX_TEXT:
                 errors.append(f"{key} is longer than {MAX_TEXT} characters")
                 values[key] = values[key][:MAX_TEXT]
+        min_priority, priority_error = parse_min_priority(values["min_priority"])
+        if priority_error:
+            errors.append(priority_error)
         task_filter = TaskFilter(
             status=status,
             name=values["name"] or None,
             since=times["since"],
             until=times["until"],
             text=values["q"] or None,
+            min_priority=min_priority,
         )
         return cls(values=values, errors=errors, task_filter=task_filter)
 

@@ -56,6 +56,7 @@ class TaskPublic(BaseModel):
     retry_of: str | None
     idempotency_key: str | None
     owner: str | None
+    priority: int
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
 
@@ -89,6 +90,7 @@ class TaskPublic(BaseModel):
             retry_of=row.retry_of,
             idempotency_key=row.idempotency_key,
             owner=row.owner,
+            priority=row.priority,
             args=arguments.get("args") if isinstance(arguments, dict) else None,
             kwargs=arguments.get("kwargs") if isinstance(arguments, dict) else None,
         )
@@ -227,6 +229,8 @@ class RegisteredTask(BaseModel):
     executor: str
     # The on_failure hook's qualified name, if any.
     on_failure: str | None = None
+    # Higher starts first among ready tasks (an enqueue may override it).
+    priority: int
 
 
 class SchedulePublic(BaseModel):

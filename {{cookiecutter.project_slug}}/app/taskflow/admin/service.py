@@ -213,5 +213,6 @@ def describe_filter(task_filter: TaskFilter) -> dict[str, str]:
         "since": task_filter.since.isoformat() if task_filter.since else None,
         "until": task_filter.until.isoformat() if task_filter.until else None,
         "q": task_filter.text,
+        "min_priority": None if task_filter.min_priority is None else str(task_filter.min_priority),
     }
     return {key: value for key, value in values.items() if value}

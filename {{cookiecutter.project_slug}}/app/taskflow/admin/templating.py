@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
 from ..models import utcnow
+from ..options import PRIORITY_MAX, PRIORITY_MIN
 from ..storable import displayable
 from .auth import Principal
 
@@ -87,6 +88,7 @@ def create_templates(extra_dirs: Sequence[Path] = ()) -> Jinja2Templates:
         dt=_dt, age=_age, span=_span, percent=_percent, pretty_json=_pretty_json, from_json=_from_json
     )
     environment.globals["url_for"] = _url_builder()  # before Jinja2Templates adds its absolute-URL one
+    environment.globals.update(priority_min=PRIORITY_MIN, priority_max=PRIORITY_MAX)  # the filter's bounds
     return Jinja2Templates(env=environment)
 
 

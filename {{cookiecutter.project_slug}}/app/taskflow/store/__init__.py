@@ -284,7 +284,8 @@ class Store:
     def released_ids(
         self, *, limit: int, names: Collection[str] | None = None, due: datetime | None = None
     ) -> builtins.list[str]:
-        """Persisted PENDING rows nobody owns (of `names`, due by `due`), oldest first: a read, no write lock."""
+        """Persisted PENDING rows nobody owns (of `names`, due by `due`), highest priority first and
+        oldest first within one: a read, no write lock."""
         return self._read(lambda c: leases.released_ids(c, limit=limit, names=names, due=due))
 
     def live_owners(self) -> builtins.list[str]:

@@ -39,8 +39,7 @@ from .writes import INTAKE
 logger = logging.getLogger("taskflow.store")
 
 _CREATE = str(CreateTable(INTAKE, if_not_exists=True).compile(dialect=sqlite_dialect.dialect())).strip()
-_COLUMNS = [column.name for column in INTAKE.c]
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM {INTAKE.name} ORDER BY seq"
+_SELECT = f"SELECT * FROM {INTAKE.name} ORDER BY seq"
 _DELETE = f"DELETE FROM {INTAKE.name} WHERE seq IN (SELECT value FROM json_each(?))"
 _COUNT = f"SELECT count(*) FROM {INTAKE.name}"
 _TIMES = ("created_at", "next_run_at")
@@ -188,7 +187,11 @@ class Orphan:
 
     def rows(self) -> list[dict[str, Any]]:
         """Its rows as pending task rows (what the task table takes)."""
-        return [_as_task_row(dict(zip(_COLUMNS, values, strict=True))) for values in self._connection.execute(_SELECT)]
+        # By the columns the file has: one an older version wrote lacks the newer ones (as
+        # `priority`), which then take the model's defaults.
+        cursor = self._connection.execute(_SELECT)
+        columns = [description[0] for description in cursor.description]
+        return [_as_task_row(dict(zip(columns, values, strict=True))) for values in cursor]
 
     def is_set_up(self) -> bool:
         """Whether its process got as far as creating the table (it held the lock then)."""

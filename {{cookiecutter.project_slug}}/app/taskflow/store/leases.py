@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, insert, literal, null, or_, select, text, true, update
+from sqlalchemy import Select, bindparam, case, insert, literal, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
@@ -26,6 +26,8 @@ ATTEMPT_RELEASED = "released"  # its instance shut down while it ran; the task r
 LOST_ATTEMPT_ERROR = "InstanceLost"
 SHUTDOWN_ERROR = "InstanceShutdown"
 SHUT_DOWN = "the instance shut down while this attempt ran"
+# The order ownerless rows are claimed in: the unowned index's own (models.py), word for word.
+CLAIM_ORDER = "priority DESC, created_at"
 
 
 def _expired(now: datetime) -> Any:
@@ -200,8 +202,9 @@ def released_ids(
     lock: bool = False,
 ) -> list[str]:
     """Persisted rows waiting with no owner (of `names`; with `due`, only those due by then),
-    oldest first, read from their small index. With `lock` (PostgreSQL), the rows are locked
-    and rows another transaction locked are skipped: instances claiming at once split them."""
+    highest priority first and oldest first within one, read from their small index in that
+    order. With `lock` (PostgreSQL), the rows are locked and rows another transaction locked are
+    skipped: instances claiming at once split them."""
     if connection.dialect.name == "sqlite":
         # SQLite's planner prefers the status index, which holds every pending row (the whole
         # backlog), to the partial one: name it. (It has no row locks: BEGIN IMMEDIATE serialises.)
@@ -210,7 +213,7 @@ def released_ids(
             where += " AND (next_run_at IS NULL OR next_run_at <= :due)"
         statement: Any = text(
             f"SELECT id FROM taskflow_tasks INDEXED BY {UNOWNED_INDEX} "
-            f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY created_at LIMIT :limit"
+            f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY {CLAIM_ORDER} LIMIT :limit"
         )
         values: dict[str, Any] = {"limit": limit}
         if names is not None:
@@ -220,17 +223,22 @@ def released_ids(
             statement = statement.bindparams(bindparam("due", type_=UTCDateTime()))
             values["due"] = due
         return [row.id for row in connection.execute(statement, values)]
+    return [row.id for row in connection.execute(ownerless_query(limit=limit, names=names, due=due, lock=lock))]
+
+
+def ownerless_query(
+    *, limit: int, names: Collection[str] | None = None, due: datetime | None = None, lock: bool = False
+) -> Select[Any]:
+    """The SELECT of released_ids on PostgreSQL (the claim's one read of a batch), for EXPLAIN too."""
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
     is_due = true() if due is None else or_(TASKS.c.next_run_at.is_(None), TASKS.c.next_run_at <= due)
     query = (
         select(TASKS.c.id)
         .where(text(UNOWNED_PENDING), TASKS.c.persist.is_(True), runnable, is_due)
-        .order_by(TASKS.c.created_at)
+        .order_by(text(CLAIM_ORDER))
         .limit(limit)
     )
-    if lock:
-        query = query.with_for_update(skip_locked=True)
-    return [row.id for row in connection.execute(query)]
+    return query.with_for_update(skip_locked=True) if lock else query
 
 
 # What a job needs of a row claim_ownerless took (not the result, logs or error of earlier attempts).
@@ -241,6 +249,7 @@ CLAIMED_COLUMNS = (
     TASKS.c.attempt,
     TASKS.c.retries_used,
     TASKS.c.created_at,
+    TASKS.c.priority,
 )
 
 
@@ -254,7 +263,7 @@ def claim_ownerless(
     names: Collection[str] | None = None,
 ) -> list[Any]:
     """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
-    (CLAIMED_COLUMNS).
+    (CLAIMED_COLUMNS), highest priority first and oldest first within one.
 
     The batch a worker takes: the ids are read from the small unowned index with their rows
     locked (PostgreSQL: FOR UPDATE SKIP LOCKED, so instances claiming at once take different
@@ -279,6 +288,9 @@ def claim_ownerless(
             .returning(*CLAIMED_COLUMNS)
         )
         claimed.extend(connection.execute(statement))
+    # In claim order (RETURNING follows no order): the runner starts equal priorities in this order.
+    position = {task_id: n for n, task_id in enumerate(ids)}
+    claimed.sort(key=lambda row: position[row.id])
     return claimed
 
 

@@ -42,6 +42,8 @@ class TaskFilter:
     until: datetime | None = None
     # Case-insensitive text search in the id, the name and the error message.
     text: str | None = None
+    # Priority at or above this (e.g. 1: every task enqueued above the default).
+    min_priority: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.status, str) and not isinstance(self.status, TaskStatus):
@@ -61,6 +63,8 @@ class TaskFilter:
             clauses.append(TASKS.c.created_at >= self.since)
         if self.until is not None:
             clauses.append(TASKS.c.created_at < self.until)
+        if self.min_priority is not None:
+            clauses.append(TASKS.c.priority >= self.min_priority)
         if self.text:
             pattern = f"%{_escape_like(self.text.lower())}%"
             clauses.append(
