@@ -526,24 +526,8 @@ class TaskManager:
 
     def jobs_from_claimed(self, rows: list[Any]) -> list[Job]:
         """Jobs for rows a batch claimed into RUNNING for us (Store.claim_ownerless)."""
-        jobs = []
-        for row in rows:
-            spec = self.registry.get(row.name)
-            if spec is None:  # not claimed: the claim names only registered tasks
-                logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
-                continue
-            jobs.append(
-                Job(
-                    task_id=row.id,
-                    spec=spec,
-                    arguments=argument_codec.decode(row.arguments),
-                    retries_used=row.retries_used,
-                    enqueued_at=row.created_at,
-                    claimed=row.attempt,
-                    priority=row.priority,
-                )
-            )
-        return jobs
+        # Every row names a registered task: the claim takes only those.
+        return [job for row in rows if (job := self._job_for(row, claimed=row.attempt)) is not None]
 
     def jobs_from_recovered(self, rows: list[Any]) -> list[Job]:
         jobs = []
@@ -555,22 +539,25 @@ class TaskManager:
                 self._quarantined(row)
                 continue
             self.metrics.recovered(row.name)
-            spec = self.registry.get(row.name)
-            if spec is None:
-                logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
-                continue
-            jobs.append(
-                Job(
-                    task_id=row.id,
-                    spec=spec,
-                    arguments=argument_codec.decode(row.arguments),
-                    not_before=row.next_run_at,
-                    retries_used=row.retries_used,
-                    enqueued_at=row.created_at,
-                    priority=row.priority,
-                )
-            )
+            if (job := self._job_for(row, not_before=row.next_run_at)) is not None:
+                jobs.append(job)
         return jobs
+
+    def _job_for(self, row: Any, **start: Any) -> Job | None:
+        """The job that runs a stored row (None, logged, when this service does not register its task)."""
+        spec = self.registry.get(row.name)
+        if spec is None:
+            logger.error("taskflow: task %s names %r, which this service does not register", row.id, row.name)
+            return None
+        return Job(
+            task_id=row.id,
+            spec=spec,
+            arguments=argument_codec.decode(row.arguments),
+            retries_used=row.retries_used,
+            enqueued_at=row.created_at,
+            priority=row.priority,
+            **start,
+        )
 
     def _quarantined(self, row: Any) -> None:
         if self.hooks.wants("quarantined", row.name):
