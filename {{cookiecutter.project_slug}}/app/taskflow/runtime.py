@@ -17,6 +17,7 @@ from .process_executor import ProcessPool
 from .retention import Retention
 from .runner import Runner
 from .schedules import Scheduler
+from .store import ConcurrencyLimit
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class Runtime:
             runnable=self._runnable_names,
             room=self._room,
             wait_for_room=self._wait_for_room,
+            limits=self._concurrency_limits,
+            wait_for_finish=self._wait_for_finish,
         )
         self.retention = Retention(manager.store, config.keep_finished)
         # Only a service that declares schedules runs the loop that fires them.
@@ -159,6 +162,18 @@ class Runtime:
         if self.manager.config.enqueue_only:
             return []  # takes no task: worker processes do
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
+
+    def _concurrency_limits(self) -> dict[str, ConcurrencyLimit]:
+        """The registered tasks that declared a concurrency limit, for the claim of ownerless rows."""
+        return {
+            spec.name: ConcurrencyLimit(spec.options.max_concurrent, spec.options.max_concurrent_per_key)
+            for spec in self.manager.registry.all()
+            if spec.registered and spec.options.limited
+        }
+
+    async def _wait_for_finish(self) -> None:
+        # Until one task running or queued here is done (never, with none: the poll bounds the wait).
+        await self.runner.wait_for_room(self.runner.due)
 
     def _room(self) -> int:
         """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for

@@ -54,7 +54,7 @@ or, for rows nobody owns, with the batch that takes them (`claim_ownerless`: a w
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -69,6 +69,7 @@ from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
 from . import bulk, leases, logins, queries, retention, schedules
 from .engine import Database, open_database
+from .limits import ConcurrencyLimit
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
 from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
@@ -77,6 +78,7 @@ T = TypeVar("T")
 __all__ = [
     "Batch",
     "BatchResult",
+    "ConcurrencyLimit",
     "Finish",
     "NewRows",
     "Progress",
@@ -251,8 +253,10 @@ class Store:
         limit: int,
         max_recoveries: int,
         names: Collection[str] | None = None,
+        ownerless: bool = False,
     ) -> builtins.list[Any]:
-        """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired)."""
+        """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired);
+        with `ownerless`, put them back to PENDING with no owner (tasks with a concurrency limit)."""
         now = utcnow()
         return self._write(
             lambda c: leases.take_over_expired(
@@ -263,17 +267,27 @@ class Store:
                 limit=limit,
                 max_recoveries=max_recoveries,
                 names=names,
+                ownerless=ownerless,
             )
         )
 
     def claim_ownerless(
-        self, owner: str, *, until: datetime, limit: int, names: Collection[str] | None = None
+        self,
+        owner: str,
+        *,
+        until: datetime,
+        limit: int,
+        names: Collection[str] | None = None,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
     ) -> builtins.list[Any]:
         """Claim up to `limit` due PENDING rows nobody owns straight into RUNNING under `owner`,
-        in one transaction whatever the batch size (leases.claim_ownerless)."""
+        in one transaction whatever the batch size (leases.claim_ownerless); rows of the names in
+        `limits` only within their concurrency limits (limits.py)."""
         now = utcnow()
         return self._write(
-            lambda c: leases.claim_ownerless(c, owner=owner, now=now, until=until, limit=limit, names=names)
+            lambda c: leases.claim_ownerless(
+                c, owner=owner, now=now, until=until, limit=limit, names=names, limits=limits
+            )
         )
 
     def interrupt_orphans(self, owner: str) -> int:
