@@ -28,7 +28,7 @@ from app.taskflow.store import ConcurrencyLimit, TaskFilter
 from app.taskflow.store import leases as lease_sql
 from app.taskflow.store import limits as limit_sql
 
-from .conftest import ManagerFactory, eventually, wait_for_status
+from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
 from .sql import write_sql
 from .test_priorities import captured
 
@@ -291,3 +291,32 @@ def test_the_limited_claim_counts_running_rows_and_reads_pending_ones_through_in
     assert "ix_taskflow_tasks_status_created" in running_plan, running_plan
     assert "ix_taskflow_tasks_unowned" in pending_plan, pending_plan
     assert "seq scan" not in text, text
+
+
+# -- admin ----------------------------------------------------------------------------------------
+
+
+async def test_the_admin_task_page_shows_why_a_pending_task_waits(
+    make_manager: ManagerFactory, make_app: Any, client_for: Any
+) -> None:
+    manager = make_manager(concurrency=2)
+    release = asyncio.Event()
+
+    @manager.task(name="export", max_concurrent=1)
+    async def export() -> None:
+        await release.wait()
+
+    app = make_app(manager)
+    async with client_for(app, auth=ADMIN) as client:
+        running = manager.enqueue(export)
+        await wait_for_status(manager, running, TaskStatus.RUNNING.value)
+        held = manager.enqueue(export)
+        delayed = manager.enqueue(export, options=EnqueueOptions(delay=3600))
+        held_page = await client.get(f"/tasks/dashboard/tasks/{held}")
+        delayed_page = await client.get(f"/tasks/dashboard/tasks/{delayed}")
+        registry = await client.get("/tasks/dashboard/registry")
+        release.set()
+        await wait_for_status(manager, held, TaskStatus.SUCCESS.value)
+    assert "concurrency limit: 1 of export running (max_concurrent=1)" in held_page.text, held_page.text
+    assert "delayed until" in delayed_page.text
+    assert "<td>1</td>" in registry.text

@@ -12,7 +12,7 @@ The operations, by group:
 - enqueue: open, close, enqueue, adopt_orphans, find_by_idempotency_key, apply (a batch
   of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
-- leases: renew_leases, take_over_expired, claim_ownerless, interrupt_orphans, released_ids, live_owners,
+- leases: renew_leases, take_over_expired, claim_ownerless, running_of, interrupt_orphans, released_ids, live_owners,
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
 - reads: get, list, count, attempts
 - admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
@@ -67,7 +67,7 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import bulk, leases, logins, queries, retention, schedules
+from . import bulk, leases, limits, logins, queries, retention, schedules
 from .engine import Database, open_database
 from .limits import ConcurrencyLimit
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
@@ -301,6 +301,11 @@ class Store:
         """Persisted PENDING rows nobody owns (of `names`, due by `due`), highest priority first and
         oldest first within one: a read, no write lock."""
         return self._read(lambda c: leases.released_ids(c, limit=limit, names=names, due=due))
+
+    def running_of(self, name: str, key: str | None) -> tuple[int, int]:
+        """How many of task `name`, and of those with concurrency key `key`, run now (live lease)."""
+        now = utcnow()
+        return self._read(lambda c: limits.running_of(c, name=name, key=key, now=now))
 
     def live_owners(self) -> builtins.list[str]:
         """Owners holding an unexpired lease on an active row."""

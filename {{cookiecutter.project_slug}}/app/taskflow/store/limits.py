@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal, select, text
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_PENDING, TaskStatus
@@ -138,3 +138,13 @@ def pick_limited(
         left = room - len(picked)
         picked.extend(limited_ids(connection, name=name, limit=limits[name], room=left, now=now, unowned=unowned))
     return picked
+
+
+def running_of(connection: Connection, *, name: str, key: str | None, now: datetime) -> tuple[int, int]:
+    """RUNNING rows with a live lease of `name`, and of those, with concurrency key `key`."""
+    of_key = func.count().filter(TASKS.c.concurrency_key == key) if key is not None else literal(0)
+    statement = select(func.count(), of_key).where(
+        TASKS.c.status == TaskStatus.RUNNING.value, TASKS.c.name == name, TASKS.c.lease_expires_at >= now
+    )
+    row = connection.execute(statement).one()
+    return int(row[0]), int(row[1])
