@@ -106,6 +106,8 @@ class LeaseKeeper:
         wait_for_room: Callable[[], Awaitable[None]] | None = None,
         limits: Callable[[], Mapping[str, ConcurrencyLimit]] | None = None,
         wait_for_finish: Callable[[], Awaitable[None]] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
+        claimed_with_limits: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -132,6 +134,10 @@ class LeaseKeeper:
         # then, not only every poll (nor in a busy loop).
         self._limits = limits
         self._wait_for_finish = wait_for_finish
+        # Writes the outcomes of tasks that ended here: a limited task's slot frees when its
+        # outcome is in the database, so a claim with limits first has them written.
+        self._settle = settle
+        self._claimed_with_limits = claimed_with_limits  # after each claim with limits (wait_for_finish counts from it)
         self._claim_now = asyncio.Event()
         self._loop_of_claims: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -255,6 +261,8 @@ class LeaseKeeper:
         limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
         if (names is not None and not names) or limit <= 0:
             return 0
+        if limits and self._settle is not None:
+            await self._settle()
         if not self._more_released:
             # A read first: an idle tick must not take SQLite's write lock.
             found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names, due=utcnow()))
@@ -265,10 +273,14 @@ class LeaseKeeper:
                 self._owner, until=self.lease_until(), limit=limit, names=names, limits=limits
             )
         )
-        self._more_released = len(rows) >= limit
+        # A claim that started limited tasks may find more slots free at once (short tasks end
+        # fast): come back while claims take some; one that takes none waits for a task to end.
+        self._more_released = len(rows) >= limit or any(row.name in (limits or ()) for row in rows)
         if rows:
             logger.debug("taskflow: claimed %d ownerless task(s)", len(rows))
             self._on_claimed(rows)
+        if limits and self._claimed_with_limits is not None:
+            self._claimed_with_limits()
         return len(rows)
 
     def _expire_dead_neighbours(self) -> None:

@@ -64,7 +64,10 @@ class Runtime:
             wait_for_room=self._wait_for_room,
             limits=self._concurrency_limits,
             wait_for_finish=self._wait_for_finish,
+            settle=self.writer.flushed,
+            claimed_with_limits=self._claimed_with_limits,
         )
+        self._due_at_claim = 0
         self.retention = Retention(manager.store, config.keep_finished)
         # Only a service that declares schedules runs the loop that fires them.
         self.scheduler = Scheduler(manager) if manager.schedules else None
@@ -171,9 +174,13 @@ class Runtime:
             if spec.registered and spec.options.limited
         }
 
+    def _claimed_with_limits(self) -> None:
+        self._due_at_claim = self.runner.due
+
     async def _wait_for_finish(self) -> None:
-        # Until one task running or queued here is done (never, with none: the poll bounds the wait).
-        await self.runner.wait_for_room(self.runner.due)
+        # Until a task that was here at the last claim with limits is done (at once if one is
+        # already): its slot may be free. With none here, never (the poll bounds the wait).
+        await self.runner.wait_for_room(self._due_at_claim)
 
     def _room(self) -> int:
         """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for
