@@ -171,6 +171,32 @@ async def test_a_task_over_its_limit_stays_pending_until_a_slot_frees(make_manag
     assert started == [1, 2]
 
 
+async def test_a_crashed_holders_task_waits_for_a_slot_and_runs_again(make_manager: ManagerFactory) -> None:
+    manager = make_manager(concurrency=2)
+    ran: list[str] = []
+
+    @manager.task(name="export", max_concurrent=1)
+    async def export(label: str) -> None:
+        ran.append(label)
+
+    lost = pending(
+        "export",
+        status=TaskStatus.RUNNING.value,
+        owner="crashed-host:4242:gone",
+        attempt=1,
+        arguments='{"args": [], "kwargs": {"label": "lost"}}',
+    )
+    lost["lease_expires_at"] = utcnow() - timedelta(seconds=1)
+    write_sql(manager.store, lambda c: plant(c, [lost]))
+    await manager.start()
+    fresh = manager.enqueue(export, kwargs={"label": "fresh"})
+    await wait_for_status(manager, lost["id"], TaskStatus.SUCCESS.value)
+    await wait_for_status(manager, fresh, TaskStatus.SUCCESS.value)
+    assert sorted(ran) == ["fresh", "lost"]
+    row = await asyncio.to_thread(manager.store.get, lost["id"])
+    assert row.recoveries == 1 and row.owner == manager.owner
+
+
 # -- the claim ------------------------------------------------------------------------------------
 
 
