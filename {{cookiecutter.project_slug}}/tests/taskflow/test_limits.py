@@ -127,6 +127,31 @@ async def test_max_concurrent_is_never_exceeded_by_two_instances(make_manager: M
     assert owners == {manager.owner for manager in managers}  # both instances ran some
 
 
+async def test_retries_of_a_limited_task_wait_for_a_slot_too(make_manager: ManagerFactory) -> None:
+    occupancy = Occupancy()
+    failed_once: set[int] = set()
+    managers = [make_manager(concurrency=4), make_manager(concurrency=4)]
+    tasks = []
+    for manager in managers:
+
+        @manager.task(name="flaky", max_concurrent=2, retries=1, delay=0.1)
+        async def flaky(n: int) -> None:
+            occupancy.enter("all")
+            await asyncio.sleep(0.05)  # while it runs, the other slot's retry would start if it could
+            occupancy.leave("all")
+            if n not in failed_once:
+                failed_once.add(n)
+                raise RuntimeError("first attempt fails")
+
+        tasks.append(flaky)
+    for manager in managers:
+        await manager.start()
+    ids = [managers[n % 2].enqueue(tasks[n % 2], kwargs={"n": n}) for n in range(12)]
+    for task_id in ids:
+        await wait_for_status(managers[0], task_id, TaskStatus.SUCCESS.value, timeout=60)
+    assert occupancy.finished == 24 and occupancy.most["*"] <= 2
+
+
 async def test_a_per_key_limit_never_runs_two_of_one_key_at_once(make_manager: ManagerFactory) -> None:
     occupancy = Occupancy()
     managers = [make_manager(concurrency=4), make_manager(concurrency=4)]

@@ -298,7 +298,7 @@ def claim_ownerless(
     ids: list[str] = []
     exclude: list[str] | None = None
     if limits:
-        ids = pick_limited(connection, limits=limits, room=limit, now=now, unowned=released_ids)
+        ids = pick_limited(connection, owner=owner, limits=limits, room=limit, now=now, unowned=released_ids)
         if names is None:
             exclude = list(limits)
         else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, literal, select, text
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_PENDING, TaskStatus
@@ -121,9 +121,21 @@ def limited_ids(
     return picked
 
 
+def give_up_retries(connection: Connection, *, owner: str, names: Collection[str]) -> int:
+    """This owner's PENDING rows of limited tasks lose their owner: retries after a failed attempt,
+    which the runner leaves to this claim so they wait for a slot like any other row."""
+    statement = (
+        update(TASKS)
+        .where(TASKS.c.status == TaskStatus.PENDING.value, TASKS.c.owner == owner, TASKS.c.name.in_(list(names)))
+        .values(owner=None, lease_expires_at=None)
+    )
+    return connection.execute(statement).rowcount
+
+
 def pick_limited(
     connection: Connection,
     *,
+    owner: str,
     limits: Mapping[str, ConcurrencyLimit],
     room: int,
     now: datetime,
@@ -131,6 +143,7 @@ def pick_limited(
 ) -> list[str]:
     """Ids of rows of every limited name that may start now, at most `room` in all. Names in sorted
     order, so two instances take their advisory locks in one order (no deadlock)."""
+    give_up_retries(connection, owner=owner, names=list(limits))
     picked: list[str] = []
     for name in sorted(limits):
         if len(picked) >= room:
