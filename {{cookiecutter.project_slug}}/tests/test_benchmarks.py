@@ -61,6 +61,14 @@ BENCHMARKS = {
             rf"{NUMBER} ns/job, ratio {NUMBER} \| mixed priorities {NUMBER} ns/job, ratio {NUMBER}"
         ],
     ),
+    "limits": (
+        ["bench.limits_bench", "--tasks", "100", "--concurrency", "4", "--postgres", POSTGRES_URL],
+        [
+            rf"{engine} +drain of 100 tasks, concurrency 4, median of 1: no limit [\d,]+ tasks/s \| "
+            rf"max_concurrent=4 [\d,]+ tasks/s \| ratio {NUMBER}"
+            for engine in ("sqlite", "postgresql")
+        ],
+    ),
     "recovery": (
         ["bench.recovery_bench", "--tasks", "100", "--rounds", "1", "--no-postgres"],
         [rf"sqlite +100 tasks, median of 1: first started +{NUMBER} s \| all started +{NUMBER} s"],
@@ -97,7 +105,7 @@ def test_benchmark_script_runs_and_prints_its_figures(name: str, tmp_path: Path)
     module_and_args, expected_lines = BENCHMARKS[name]
     if name == "instructions":
         require_service("valgrind", shutil.which("valgrind") is not None, "apt-get install valgrind")
-    if name == "worker-drain":
+    if name in ("worker-drain", "limits"):
         require_postgres()
     env = {**os.environ, "PYTHONPATH": str(SERVICE_ROOT), "TMPDIR": str(tmp_path)}
     finished = subprocess.run(

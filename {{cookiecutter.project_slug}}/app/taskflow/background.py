@@ -17,7 +17,7 @@ from fastapi import BackgroundTasks
 from sqlmodel import Session
 
 from .models import utcnow
-from .options import check_priority
+from .options import check_concurrency_key, check_priority
 
 if TYPE_CHECKING:
     from .manager import TaskManager
@@ -39,10 +39,14 @@ class EnqueueOptions:
     session: Session | None = None
     # This enqueue's priority instead of the task's own (@task_manager.task(priority=...)).
     priority: int | None = None
+    # The key a task with max_concurrent_per_key is limited by (e.g. f"tenant-{tenant_id}").
+    concurrency_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.priority is not None:
             check_priority(self.priority)
+        if self.concurrency_key is not None:
+            check_concurrency_key(self.concurrency_key)
 
     def not_before(self) -> datetime | None:
         if self.delay is not None and self.eta is not None:
@@ -77,10 +81,16 @@ class ManagedBackgroundTasks(BackgroundTasks):
         eta: datetime | None = None,
         session: Session | None = None,
         priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> _OptionsView:
         """Enqueue options for the next add_task: `background_tasks.options(delay=5).add_task(f, x)`."""
         options = EnqueueOptions(
-            idempotency_key=idempotency_key, delay=delay, eta=eta, session=session, priority=priority
+            idempotency_key=idempotency_key,
+            delay=delay,
+            eta=eta,
+            session=session,
+            priority=priority,
+            concurrency_key=concurrency_key,
         )
         return _OptionsView(self, options)
 

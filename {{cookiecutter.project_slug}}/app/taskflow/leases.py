@@ -20,13 +20,13 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from ._loops import finished_in_thread
 from .models import TaskStatus, utcnow
-from .store import Store
+from .store import ConcurrencyLimit, Store
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -104,6 +104,10 @@ class LeaseKeeper:
         runnable: Callable[[], Collection[str]] | None = None,
         room: Callable[[], int] | None = None,
         wait_for_room: Callable[[], Awaitable[None]] | None = None,
+        limits: Callable[[], Mapping[str, ConcurrencyLimit]] | None = None,
+        wait_for_finish: Callable[[], Awaitable[None]] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
+        claimed_with_limits: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -125,6 +129,17 @@ class LeaseKeeper:
         self._room = room
         self._wait_for_room = wait_for_room
         self._more_released = False  # the last claim was full: more ownerless rows may wait
+        # The registered tasks with a concurrency limit (only claim_ownerless starts them), and a
+        # wait until a task finishes here: a slot may have freed, so their claim is tried again
+        # then, not only every poll (nor in a busy loop).
+        self._limits = limits
+        self._wait_for_finish = wait_for_finish
+        # Writes the outcomes of tasks that ended here: a limited task's slot frees when its
+        # outcome is in the database, so a claim with limits first has them written.
+        self._settle = settle
+        self._claimed_with_limits = claimed_with_limits  # after each claim with limits (wait_for_finish counts from it)
+        self._claim_now = asyncio.Event()
+        self._loop_of_claims: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._recover_now = asyncio.Event()
@@ -134,6 +149,7 @@ class LeaseKeeper:
         return (now or utcnow()) + self._lease
 
     async def start(self) -> None:
+        self._loop_of_claims = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._loop(), name="taskflow-leases")
 
     async def stop(self) -> None:
@@ -145,6 +161,12 @@ class LeaseKeeper:
 
     def recover_soon(self) -> None:
         self._recover_now.set()
+
+    def claim_soon(self) -> None:
+        """Claim ownerless rows now, not at the next poll (any thread): a task with a concurrency
+        limit was enqueued here."""
+        if self._loop_of_claims is not None:
+            self._loop_of_claims.call_soon_threadsafe(self._claim_now.set)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -186,7 +208,20 @@ class LeaseKeeper:
                     if backlog and self._wait_for_room is not None:
                         await self._wait_for_room()  # more wait ownerless: claim again once there is room
                     else:
-                        await self._recover_now.wait()
+                        await self._wake()
+
+    async def _wake(self) -> None:
+        """Until recovery is asked for, a limited task is enqueued here, or (with limited tasks
+        registered) a task finishes here."""
+        waits: list[Awaitable[Any]] = [self._recover_now.wait(), self._claim_now.wait()]
+        if self._wait_for_finish is not None and self._limits is not None and self._limits():
+            waits.append(self._wait_for_finish())
+        pending = [asyncio.ensure_future(wait) for wait in waits]
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in pending:
+                waiting.cancel()
 
     def _renew(self) -> int:
         return self._store.renew_leases(self._owner, until=self.lease_until())
@@ -220,22 +255,32 @@ class LeaseKeeper:
         down, or enqueued where no task runs (an enqueue-only process, a script). In one batch,
         as many as this instance has room for; a full batch has the loop come back for more as
         soon as there is room again."""
+        self._claim_now.clear()
         names = self._runnable() if self._runnable is not None else None
+        limits = self._limits() if self._limits is not None else None
         limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
         if (names is not None and not names) or limit <= 0:
             return 0
+        if limits and self._settle is not None:
+            await self._settle()
         if not self._more_released:
             # A read first: an idle tick must not take SQLite's write lock.
             found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names, due=utcnow()))
             if not found:
                 return 0
         rows = await finished_in_thread(
-            lambda: self._store.claim_ownerless(self._owner, until=self.lease_until(), limit=limit, names=names)
+            lambda: self._store.claim_ownerless(
+                self._owner, until=self.lease_until(), limit=limit, names=names, limits=limits
+            )
         )
-        self._more_released = len(rows) >= limit
+        # A claim that started limited tasks may find more slots free at once (short tasks end
+        # fast): come back while claims take some; one that takes none waits for a task to end.
+        self._more_released = len(rows) >= limit or any(row.name in (limits or ()) for row in rows)
         if rows:
             logger.debug("taskflow: claimed %d ownerless task(s)", len(rows))
             self._on_claimed(rows)
+        if limits and self._claimed_with_limits is not None:
+            self._claimed_with_limits()
         return len(rows)
 
     def _expire_dead_neighbours(self) -> None:
@@ -251,6 +296,21 @@ class LeaseKeeper:
         names = self._runnable() if self._runnable is not None else None
         if names is not None and not names:
             return []
+        limited = sorted(self._limits()) if self._limits is not None else []
+        if limited:
+            # Back to ownerless, not to us: only the claim starts a limited task, within its limits.
+            self._store.take_over_expired(
+                self._owner,
+                until=self.lease_until(),
+                limit=RECOVERY_BATCH,
+                max_recoveries=self._max_recoveries,
+                names=limited,
+                ownerless=True,
+            )
+            if names is not None:
+                names = [name for name in names if name not in limited]
+                if not names:
+                    return []
         return self._store.take_over_expired(
             self._owner,
             until=self.lease_until(),

@@ -23,7 +23,7 @@ from .events import EventBus, TaskEvent
 from .hooks import Hook, Hooks, TaskOutcome
 from .leases import new_owner_id
 from .models import TaskStatus, new_task_row, utcnow
-from .options import TaskOptions
+from .options import TaskOptions, check_limited_enqueue
 from .policy import RetryPolicy
 from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
@@ -149,6 +149,8 @@ class TaskManager:
         executor: Literal["thread", "process"] = ...,
         on_failure: Hook | None = ...,
         priority: int = ...,
+        max_concurrent: int | None = ...,
+        max_concurrent_per_key: int | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     # `func` is not positional-only here (the overloads say it is): mypy then checks them against this.
@@ -260,19 +262,29 @@ class TaskManager:
             )
         plain = spec.signature.dump(spec.name, args, kwargs or {}, max_bytes=self.config.max_argument_bytes)
         not_before = None if options.delay is None and options.eta is None else options.not_before()
+        # A task with a concurrency limit waits ownerless like one enqueued where no manager runs:
+        # only the claim of ownerless rows starts it, the one place its limits are checked.
+        limited = check_limited_enqueue(spec.name, spec.options, options)
         row = self._new_row(
-            runtime,
+            None if limited else runtime,
             spec,
             argument_codec.encode(plain),
             idempotency_key=options.idempotency_key,
             next_run_at=not_before,
             priority=spec.options.priority if options.priority is None else options.priority,
+            concurrency_key=options.concurrency_key,
         )
-        task_id = self.store.enqueue(row, session=options.session, writer=None if runtime is None else runtime.writer)
+        writer = None if runtime is None or limited else runtime.writer
+        task_id = self.store.enqueue(row, session=options.session, writer=writer)
         if task_id != row["id"]:
             return task_id  # the task that holds this idempotency key already
         if runtime is None:
             self._recorded_for_later(task_id, spec.name)
+            return task_id
+        if limited:
+            self.enqueued_total += 1
+            self.events.publish(TaskEvent(task_id=task_id, name=spec.name, status=TaskStatus.PENDING.value))
+            runtime.leases.claim_soon()
             return task_id
         job = Job(
             task_id=task_id,

@@ -127,6 +127,8 @@ class TaskRecord(SQLModel, table=True):
     retry_of: str | None = Field(default=None, max_length=36)
     # Higher starts first among ready tasks (TaskOptions.priority or the enqueue's own).
     priority: int = 0
+    # The key `max_concurrent_per_key` counts by (`options(concurrency_key=...)`); None: no key.
+    concurrency_key: str | None = Field(default=None, max_length=200)
 
 
 # Every instance's control loop looks here each tick for released rows to start at once; only

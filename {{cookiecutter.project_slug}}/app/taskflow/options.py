@@ -14,6 +14,8 @@ from typing import Any
 # that a typo (a timestamp, a size) is caught.
 PRIORITY_MIN = -100
 PRIORITY_MAX = 100
+# The length of the concurrency_key column (models.TaskRecord).
+CONCURRENCY_KEY_MAX = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,14 +52,27 @@ class TaskOptions:
     # claims of ownerless rows across instances); equal priorities keep enqueue order.
     # An int from PRIORITY_MIN to PRIORITY_MAX; `options(priority=...)` overrides it per enqueue.
     priority: int = 0
+    # At most this many of this task run at once across every instance sharing the database;
+    # the others wait PENDING until a slot frees. None for no limit. See "Concurrency limits".
+    max_concurrent: int | None = None
+    # At most this many run at once per `options(concurrency_key=...)` (e.g. one per tenant);
+    # tasks enqueued with no key are only held by max_concurrent. None for no limit.
+    max_concurrent_per_key: int | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.priority, task=self.name)
+        for option in ("max_concurrent", "max_concurrent_per_key"):
+            check_limit(option, getattr(self, option), task=self.name)
         # A list of exception classes is as clear as a tuple; stored as a tuple (hashable, frozen).
         for option in ("retry_on", "give_up_on"):
             value = getattr(self, option)
             if isinstance(value, list):
                 object.__setattr__(self, option, tuple(value))
+
+    @property
+    def limited(self) -> bool:
+        """Whether this task has a concurrency limit: then only the claim of ownerless rows starts it."""
+        return self.max_concurrent is not None or self.max_concurrent_per_key is not None
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> TaskOptions:
@@ -80,6 +95,38 @@ def check_priority(priority: object, *, task: str | None = None) -> int:
         f"priority{where} must be an int from {PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first), "
         f"got {priority!r}; e.g. @task_manager.task(priority=10) or background_tasks.options(priority=10)"
     )
+
+
+def check_limit(option: str, value: object, *, task: str | None = None) -> None:
+    """A ValueError naming the task and showing an example unless `value` is None or an int >= 1."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    where = f" of task {task!r}" if task else ""
+    raise ValueError(
+        f"{option}{where} must be an int >= 1 (or None for no limit), got {value!r}; "
+        f"e.g. @task_manager.task({option}=2)"
+    )
+
+
+def check_concurrency_key(key: object) -> str:
+    """`key` if it is a non-empty string that fits its column; else a ValueError showing an example."""
+    if isinstance(key, str) and 0 < len(key) <= CONCURRENCY_KEY_MAX:
+        return key
+    raise ValueError(
+        f"concurrency_key must be a non-empty str of at most {CONCURRENCY_KEY_MAX} characters, got {key!r}; "
+        'e.g. background_tasks.options(concurrency_key=f"tenant-{tenant_id}")'
+    )
+
+
+def check_limited_enqueue(task: str, options: TaskOptions, enqueue: Any) -> bool:
+    """Whether this enqueue of `task` is held by a concurrency limit; a concurrency_key on a task
+    that declared no max_concurrent_per_key is a ValueError (its key would limit nothing)."""
+    if enqueue.concurrency_key is not None and options.max_concurrent_per_key is None:
+        raise ValueError(
+            f"concurrency_key={enqueue.concurrency_key!r} given for task {task!r}, which declares no "
+            f"max_concurrent_per_key: declare it, e.g. @task_manager.task(max_concurrent_per_key=1)"
+        )
+    return options.limited
 
 
 def option_names() -> tuple[str, ...]:

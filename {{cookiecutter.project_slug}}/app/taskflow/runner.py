@@ -513,6 +513,8 @@ class Runner:
             type(exc).__name__,
             delay,
         )
+        if job.spec.options.limited:
+            return  # its retry waits for a slot: the next claim with limits gives the row up (store/limits.py)
         job.not_before = next_run_at
         self.submit(job)
 

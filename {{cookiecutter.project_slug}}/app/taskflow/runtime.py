@@ -17,6 +17,7 @@ from .process_executor import ProcessPool
 from .retention import Retention
 from .runner import Runner
 from .schedules import Scheduler
+from .store import ConcurrencyLimit
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -61,7 +62,12 @@ class Runtime:
             runnable=self._runnable_names,
             room=self._room,
             wait_for_room=self._wait_for_room,
+            limits=self._concurrency_limits,
+            wait_for_finish=self._wait_for_finish,
+            settle=self.writer.flushed,
+            claimed_with_limits=self._claimed_with_limits,
         )
+        self._due_at_claim = 0
         self.retention = Retention(manager.store, config.keep_finished)
         # Only a service that declares schedules runs the loop that fires them.
         self.scheduler = Scheduler(manager) if manager.schedules else None
@@ -159,6 +165,22 @@ class Runtime:
         if self.manager.config.enqueue_only:
             return []  # takes no task: worker processes do
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
+
+    def _concurrency_limits(self) -> dict[str, ConcurrencyLimit]:
+        """The registered tasks that declared a concurrency limit, for the claim of ownerless rows."""
+        return {
+            spec.name: ConcurrencyLimit(spec.options.max_concurrent, spec.options.max_concurrent_per_key)
+            for spec in self.manager.registry.all()
+            if spec.registered and spec.options.limited
+        }
+
+    def _claimed_with_limits(self) -> None:
+        self._due_at_claim = self.runner.due
+
+    async def _wait_for_finish(self) -> None:
+        # Until a task that was here at the last claim with limits is done (at once if one is
+        # already): its slot may be free. With none here, never (the poll bounds the wait).
+        await self.runner.wait_for_room(self._due_at_claim)
 
     def _room(self) -> int:
         """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for

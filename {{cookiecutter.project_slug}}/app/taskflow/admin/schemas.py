@@ -231,6 +231,9 @@ class RegisteredTask(BaseModel):
     on_failure: str | None = None
     # Higher starts first among ready tasks (an enqueue may override it).
     priority: int
+    # At most this many run at once across every instance, in all and per concurrency key.
+    max_concurrent: int | None = None
+    max_concurrent_per_key: int | None = None
 
 
 class SchedulePublic(BaseModel):

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
 from ..metrics import Insights, MetricsSnapshot
+from ..models import TaskStatus, utcnow
 from ..store import TaskFilter
 from .auth import Principal
+from .waiting import waiting_reason
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
@@ -48,6 +50,8 @@ class TaskView:
     attempts: list[Any]
     retried_as: list[str]
     audit: list[Any]
+    # Why it has not started, for a PENDING task (admin/waiting.py).
+    waiting: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,15 @@ class AdminService:
             if detail is None:
                 return None
             attempts = with_current_attempt(detail.row, detail.attempts)
-            return TaskView(row=detail.row, attempts=attempts, retried_as=detail.retried_as, audit=detail.audit)
+            waiting = None
+            if detail.row.status == TaskStatus.PENDING.value:
+                running = self.manager.store.running_of(detail.row.name, detail.row.concurrency_key)
+                spec = self.manager.registry.get(detail.row.name)
+                options = None if spec is None else spec.options
+                waiting = waiting_reason(detail.row, options, running, utcnow())
+            return TaskView(
+                row=detail.row, attempts=attempts, retried_as=detail.retried_as, audit=detail.audit, waiting=waiting
+            )
 
         view = await asyncio.to_thread(read)
         if view is None and self.manager.running:

@@ -101,6 +101,7 @@ async def task_context(request: Request, service: AdminService, task_id: str) ->
         "active": TaskStatus(row.status) in ACTIVE_STATUSES,
         "attempts": view.attempts,
         "retried_as": view.retried_as,
+        "waiting": view.waiting,
         "audit": view.audit,
         "duration": (row.finished_at - row.started_at).total_seconds()
         if row.started_at is not None and row.finished_at is not None

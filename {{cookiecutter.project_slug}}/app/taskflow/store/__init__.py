@@ -12,7 +12,7 @@ The operations, by group:
 - enqueue: open, close, enqueue, adopt_orphans, find_by_idempotency_key, apply (a batch
   of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
-- leases: renew_leases, take_over_expired, claim_ownerless, interrupt_orphans, released_ids, live_owners,
+- leases: renew_leases, take_over_expired, claim_ownerless, running_of, interrupt_orphans, released_ids, live_owners,
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
 - reads: get, list, count, attempts
 - admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
@@ -54,7 +54,7 @@ or, for rows nobody owns, with the batch that takes them (`claim_ownerless`: a w
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -67,8 +67,9 @@ from sqlmodel import Session
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
 from ..storable import TEXT_LIMITS, storable_text, storable_values
-from . import bulk, leases, logins, queries, retention, schedules
+from . import bulk, leases, limits, logins, queries, retention, schedules
 from .engine import Database, open_database
+from .limits import ConcurrencyLimit
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
 from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
@@ -77,6 +78,7 @@ T = TypeVar("T")
 __all__ = [
     "Batch",
     "BatchResult",
+    "ConcurrencyLimit",
     "Finish",
     "NewRows",
     "Progress",
@@ -251,8 +253,10 @@ class Store:
         limit: int,
         max_recoveries: int,
         names: Collection[str] | None = None,
+        ownerless: bool = False,
     ) -> builtins.list[Any]:
-        """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired)."""
+        """Claim up to `limit` of other owners' persisted rows whose lease expired (leases.take_over_expired);
+        with `ownerless`, put them back to PENDING with no owner (tasks with a concurrency limit)."""
         now = utcnow()
         return self._write(
             lambda c: leases.take_over_expired(
@@ -263,17 +267,27 @@ class Store:
                 limit=limit,
                 max_recoveries=max_recoveries,
                 names=names,
+                ownerless=ownerless,
             )
         )
 
     def claim_ownerless(
-        self, owner: str, *, until: datetime, limit: int, names: Collection[str] | None = None
+        self,
+        owner: str,
+        *,
+        until: datetime,
+        limit: int,
+        names: Collection[str] | None = None,
+        limits: Mapping[str, ConcurrencyLimit] | None = None,
     ) -> builtins.list[Any]:
         """Claim up to `limit` due PENDING rows nobody owns straight into RUNNING under `owner`,
-        in one transaction whatever the batch size (leases.claim_ownerless)."""
+        in one transaction whatever the batch size (leases.claim_ownerless); rows of the names in
+        `limits` only within their concurrency limits (limits.py)."""
         now = utcnow()
         return self._write(
-            lambda c: leases.claim_ownerless(c, owner=owner, now=now, until=until, limit=limit, names=names)
+            lambda c: leases.claim_ownerless(
+                c, owner=owner, now=now, until=until, limit=limit, names=names, limits=limits
+            )
         )
 
     def interrupt_orphans(self, owner: str) -> int:
@@ -287,6 +301,11 @@ class Store:
         """Persisted PENDING rows nobody owns (of `names`, due by `due`), highest priority first and
         oldest first within one: a read, no write lock."""
         return self._read(lambda c: leases.released_ids(c, limit=limit, names=names, due=due))
+
+    def running_of(self, name: str, key: str | None) -> tuple[int, int]:
+        """How many of task `name`, and of those with concurrency key `key`, run now (live lease)."""
+        now = utcnow()
+        return self._read(lambda c: limits.running_of(c, name=name, key=key, now=now))
 
     def live_owners(self) -> builtins.list[str]:
         """Owners holding an unexpired lease on an active row."""

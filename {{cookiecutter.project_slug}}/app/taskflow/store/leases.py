@@ -8,7 +8,7 @@ WHERE repeats the expiry test, so a row renewed in the meantime is never taken.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,11 @@ from sqlalchemy import Select, bindparam, case, insert, literal, null, or_, sele
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
+from .limits import ConcurrencyLimit, pick_limited
 from .writes import ATTEMPTS, CHUNK, TASKS
+
+# The order ownerless rows are claimed in: the unowned index's own (models.py), word for word.
+CLAIM_ORDER = "priority DESC, created_at"
 
 ACTIVE = (TaskStatus.PENDING.value, TaskStatus.RUNNING.value)
 RECOVERY_LIMIT_ERROR = "RecoveryLimitExceeded"
@@ -26,8 +30,6 @@ ATTEMPT_RELEASED = "released"  # its instance shut down while it ran; the task r
 LOST_ATTEMPT_ERROR = "InstanceLost"
 SHUTDOWN_ERROR = "InstanceShutdown"
 SHUT_DOWN = "the instance shut down while this attempt ran"
-# The order ownerless rows are claimed in: the unowned index's own (models.py), word for word.
-CLAIM_ORDER = "priority DESC, created_at"
 
 
 def _expired(now: datetime) -> Any:
@@ -56,8 +58,12 @@ def take_over_expired(
     limit: int,
     max_recoveries: int,
     names: Collection[str] | None = None,
+    ownerless: bool = False,
 ) -> list[Any]:
     """Claim other owners' persisted active rows whose lease expired; return them (now PENDING, ours).
+
+    With `ownerless`, they go back to PENDING with no owner instead (tasks with a concurrency
+    limit: only the claim of ownerless rows starts them, within their limits).
 
     Each row that was RUNNING gets an attempt row (status "crashed", with the number, owner and
     start of the attempt that was cut short), in this same transaction. PENDING rows nobody
@@ -95,8 +101,8 @@ def take_over_expired(
             .where(TASKS.c.id.in_(ids[start : start + CHUNK]), TASKS.c.status.in_(ACTIVE))
             .where(_expired(now), _not_ours(owner))
             .values(
-                owner=owner,
-                lease_expires_at=until,
+                owner=None if ownerless else owner,
+                lease_expires_at=None if ownerless else until,
                 updated_at=now,
                 recoveries=TASKS.c.recoveries + case((crashed, 1), else_=0),
                 status=case((over_cap, TaskStatus.FAILED.value), else_=TaskStatus.PENDING.value),
@@ -200,6 +206,7 @@ def released_ids(
     names: Collection[str] | None = None,
     due: datetime | None = None,
     lock: bool = False,
+    exclude: Collection[str] | None = None,
 ) -> list[str]:
     """Persisted rows waiting with no owner (of `names`; with `due`, only those due by then),
     highest priority first and oldest first within one, read from their small index in that
@@ -211,6 +218,8 @@ def released_ids(
         where = "" if names is None else " AND name IN :names"
         if due is not None:
             where += " AND (next_run_at IS NULL OR next_run_at <= :due)"
+        if exclude:
+            where += " AND name NOT IN :exclude"
         statement: Any = text(
             f"SELECT id FROM taskflow_tasks INDEXED BY {UNOWNED_INDEX} "
             f"WHERE {UNOWNED_PENDING} AND persist = 1{where} ORDER BY {CLAIM_ORDER} LIMIT :limit"
@@ -222,15 +231,26 @@ def released_ids(
         if due is not None:
             statement = statement.bindparams(bindparam("due", type_=UTCDateTime()))
             values["due"] = due
+        if exclude:
+            statement = statement.bindparams(bindparam("exclude", expanding=True))
+            values["exclude"] = list(exclude)
         return [row.id for row in connection.execute(statement, values)]
-    return [row.id for row in connection.execute(ownerless_query(limit=limit, names=names, due=due, lock=lock))]
+    query = ownerless_query(limit=limit, names=names, due=due, lock=lock, exclude=exclude)
+    return [row.id for row in connection.execute(query)]
 
 
 def ownerless_query(
-    *, limit: int, names: Collection[str] | None = None, due: datetime | None = None, lock: bool = False
+    *,
+    limit: int,
+    names: Collection[str] | None = None,
+    due: datetime | None = None,
+    lock: bool = False,
+    exclude: Collection[str] | None = None,
 ) -> Select[Any]:
     """The SELECT of released_ids on PostgreSQL (the claim's one read of a batch), for EXPLAIN too."""
     runnable = TASKS.c.name.in_(list(names)) if names is not None else true()
+    if exclude:
+        runnable = runnable & TASKS.c.name.not_in(list(exclude))
     is_due = true() if due is None else or_(TASKS.c.next_run_at.is_(None), TASKS.c.next_run_at <= due)
     query = (
         select(TASKS.c.id)
@@ -261,6 +281,7 @@ def claim_ownerless(
     until: datetime,
     limit: int,
     names: Collection[str] | None = None,
+    limits: Mapping[str, ConcurrencyLimit] | None = None,
 ) -> list[Any]:
     """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
     (CLAIMED_COLUMNS), highest priority first and oldest first within one.
@@ -269,8 +290,21 @@ def claim_ownerless(
     locked (PostgreSQL: FOR UPDATE SKIP LOCKED, so instances claiming at once take different
     rows), then moved in one UPDATE per CHUNK ids. The UPDATE repeats the unowned test, so a
     row taken meanwhile (SQLite has no row locks, but serialises writers) is never taken twice.
+
+    With `limits` (the registered tasks that declared a concurrency limit), rows of those names
+    are picked first, within their limits (limits.py), and the batch's other rows come from the
+    other names; without, the claim is as it always was.
     """
-    ids = released_ids(connection, limit=limit, names=names, due=now, lock=True)
+    ids: list[str] = []
+    exclude: list[str] | None = None
+    if limits:
+        ids = pick_limited(connection, owner=owner, limits=limits, room=limit, now=now, unowned=released_ids)
+        if names is None:
+            exclude = list(limits)
+        else:
+            names = [name for name in names if name not in limits]
+    if len(ids) < limit and (names is None or names):
+        ids += released_ids(connection, limit=limit - len(ids), names=names, due=now, lock=True, exclude=exclude)
     claimed: list[Any] = []
     for start in range(0, len(ids), CHUNK):
         statement = (
@@ -290,7 +324,10 @@ def claim_ownerless(
         claimed.extend(connection.execute(statement))
     # In claim order (RETURNING follows no order): the runner starts equal priorities in this order.
     position = {task_id: n for n, task_id in enumerate(ids)}
-    claimed.sort(key=lambda row: position[row.id])
+    if limits:  # two reads (limited names, the others): merged into claim order
+        claimed.sort(key=lambda row: (-row.priority, row.created_at, position[row.id]))
+    else:
+        claimed.sort(key=lambda row: position[row.id])
     return claimed
 
 
