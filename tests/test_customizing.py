@@ -91,7 +91,7 @@ def test_a_new_task_option_reaches_the_decorator_the_docs_and_the_registry(bake_
     insert_after_first_line(taskflow / "admin/schemas.py", recipe_file("    on_failure: str | None = None"))
     registry = taskflow / "admin/templates/registry.html"
     replace_once(registry, "<th>On failure</th>", "<th>On failure</th><th>Tags</th>")
-    replace_once(registry, 'colspan="14"', 'colspan="15"')
+    replace_once(registry, 'colspan="15"', 'colspan="16"')
     insert_after_first_line(registry, recipe_file("      <td>{% if spec.on_failure %}"))
     send_email = recipe_file("@task_manager.task(retries=3").strip()
     replace_once(project / "app/tasks.py", send_email.replace(', tags=("email",)', ""), send_email)
