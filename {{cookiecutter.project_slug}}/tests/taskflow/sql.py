@@ -6,9 +6,11 @@ operations do not give (rows in a shape no operation writes, a query plan, a pra
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from app.taskflow.store import Store
@@ -26,3 +28,18 @@ def read_sql(store: Store, operation: Callable[[Connection], T]) -> T:
     """Run `operation` on a read connection of `store`."""
     with store.reading() as connection:
         return operation(connection)
+
+
+@contextmanager
+def captured(connection: Connection) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL and parameters sent on `connection` while the block runs."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(connection, "before_cursor_execute", record)

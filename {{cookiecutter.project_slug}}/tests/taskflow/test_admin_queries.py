@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from app.taskflow import TaskManager, TaskStatus
@@ -17,7 +16,7 @@ from app.taskflow.models import TaskRecord
 from app.taskflow.store import TaskFilter, queries
 from app.taskflow.store import leases as lease_sql
 
-from .sql import write_sql
+from .sql import captured, write_sql
 
 ROWS = 2000
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -46,21 +45,6 @@ def store(database_url: str) -> Iterator[Any]:
         write_sql(store, lambda c: c.exec_driver_sql("ANALYZE taskflow_tasks"))
     yield store
     store.dispose()
-
-
-@contextmanager
-def captured(connection: Connection) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL and parameters the query functions really send."""
-    statements: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(connection, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(connection, "before_cursor_execute", record)
 
 
 def plan(store: Any, query: Callable[[Connection], Any]) -> str:

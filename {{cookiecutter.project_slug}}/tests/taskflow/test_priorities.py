@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from app.taskflow import TaskManager, TaskStatus
@@ -28,7 +26,7 @@ from app.taskflow.store import intake as intake_module
 from app.taskflow.store import leases as lease_sql
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
-from .sql import write_sql
+from .sql import captured, write_sql
 from .test_intake import die, folder_of, intake_row, other_process_file
 from .test_recovery import dead_local_owner
 
@@ -188,20 +186,6 @@ async def test_two_instances_start_the_highest_priority_ready_task_first(make_ma
 
 
 # -- the claim's plan -----------------------------------------------------------------------------
-
-
-@contextmanager
-def captured(connection: Connection) -> Iterator[list[tuple[str, Any]]]:
-    statements: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(connection, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(connection, "before_cursor_execute", record)
 
 
 def test_the_claim_reads_its_batch_off_the_unowned_index_in_priority_order_without_a_sort(
