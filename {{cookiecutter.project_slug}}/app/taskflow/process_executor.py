@@ -152,7 +152,11 @@ class ProcessPool:
         return found
 
     def _started_for_nobody(self, starting: asyncio.Future[_Worker]) -> None:
-        if starting.cancelled() or starting.exception() is not None:
+        if starting.cancelled():
+            return
+        if (error := starting.exception()) is not None:
+            # Its caller was cancelled already, so no task fails of it; say it, or nobody would know.
+            logger.warning("taskflow: a worker process started for a cancelled call failed to start: %r", error)
             return
         worker = starting.result()
         if not self._closed:
