@@ -29,8 +29,7 @@ from app.taskflow.store import leases as lease_sql
 from app.taskflow.store import limits as limit_sql
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
-from .sql import write_sql
-from .test_priorities import captured
+from .sql import captured, write_sql
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 
@@ -57,10 +56,16 @@ class Occupancy:
             self.finished += 1
 
 
-def declare_limited(manager: TaskManager, occupancy: Occupancy, **limits: Any) -> Any:
+def declare_limited(
+    manager: TaskManager, occupancy: Occupancy, gate: asyncio.Event | None = None, **limits: Any
+) -> Any:
+    """A task that reports its start and end; with a gate, it holds its slot until the gate opens."""
+
     @manager.task(name="limited", **limits)
     async def limited(key: str) -> None:
         occupancy.enter(key)
+        if gate is not None:
+            await gate.wait()
         await asyncio.sleep(0.01)  # long enough for a second start to overlap, if one were let in
         occupancy.leave(key)
 
@@ -112,19 +117,31 @@ def test_a_concurrency_key_for_a_task_without_a_per_key_limit_is_refused(sqlite_
 # -- across instances -----------------------------------------------------------------------------
 
 
+def ran_by(manager: TaskManager, task_ids: list[str]) -> set[str]:
+    """The owners of the tasks that have finished with success."""
+    rows = [manager.store.get(task_id) for task_id in task_ids]
+    return {row.owner for row in rows if row is not None and row.status == TaskStatus.SUCCESS.value}
+
+
 async def test_max_concurrent_is_never_exceeded_by_two_instances(make_manager: ManagerFactory) -> None:
     occupancy = Occupancy()
-    managers = [make_manager(concurrency=5), make_manager(concurrency=5)]
-    tasks = [declare_limited(manager, occupancy, max_concurrent=2) for manager in managers]
-    for manager in managers:
-        await manager.start()
+    gate = asyncio.Event()
+    first, second = managers = [make_manager(concurrency=5), make_manager(concurrency=5)]
+    tasks = [declare_limited(manager, occupancy, gate, max_concurrent=2) for manager in managers]
+    await first.start()
     ids = [managers[n % 2].enqueue(tasks[n % 2], kwargs={"key": "all"}) for n in range(50)]
-    await eventually(lambda: occupancy.finished == 50, timeout=60)
+    # The first instance holds both slots; the second starts (and claims) against the full limit.
+    await eventually(lambda: occupancy.running["*"] == 2, timeout=60)
+    await second.start()
+    # Then the first stops once its tasks end, so the second runs the rest: which instance wins a
+    # claim is otherwise a race, and both instances must run some for the test to mean anything.
+    gate.set()
+    await first.stop()
     for task_id in ids:
-        await wait_for_status(managers[0], task_id, TaskStatus.SUCCESS.value)
+        await wait_for_status(second, task_id, TaskStatus.SUCCESS.value)
+    assert occupancy.finished == 50
     assert occupancy.most["*"] == 2  # reached, never passed
-    owners = {managers[0].store.get(task_id).owner for task_id in ids}
-    assert owners == {manager.owner for manager in managers}  # both instances ran some
+    assert ran_by(second, ids) == {manager.owner for manager in managers}  # both instances ran some
 
 
 async def test_retries_of_a_limited_task_wait_for_a_slot_too(make_manager: ManagerFactory) -> None:
