@@ -16,7 +16,7 @@ from .registry import TaskSpec
 from .results import TaskFailed, TaskResultInvalid, TaskResultTimeout
 from .schedules import ScheduleNotFound
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "CancelOutcome",

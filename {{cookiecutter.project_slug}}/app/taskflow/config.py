@@ -39,9 +39,12 @@ class TaskflowConfig:
     migrate_on_start: bool = True
     # Largest JSON size of one task argument; add_task refuses bigger ones with a TypeError.
     max_argument_bytes: int = 64 * 1024
-    # Carry live events between instances (optional).
+    # Carry live events between instances, and count rate-limited starts there instead of in the
+    # task database (optional).
     redis_url: str | None = None
     redis_channel: str = "taskflow:events"
+    # The start of every key taskflow keeps in Redis (rate-limit windows: <prefix>rate:<task>).
+    redis_prefix: str = "taskflow:"
 
     def __post_init__(self) -> None:
         problems = []

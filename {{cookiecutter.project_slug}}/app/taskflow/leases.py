@@ -26,7 +26,8 @@ from typing import Any
 
 from ._loops import finished_in_thread
 from .models import TaskStatus, utcnow
-from .store import ConcurrencyLimit, Store
+from .rates import RateWindows
+from .store import Store, TaskLimits
 
 logger = logging.getLogger("taskflow.leases")
 
@@ -104,10 +105,11 @@ class LeaseKeeper:
         runnable: Callable[[], Collection[str]] | None = None,
         room: Callable[[], int] | None = None,
         wait_for_room: Callable[[], Awaitable[None]] | None = None,
-        limits: Callable[[], Mapping[str, ConcurrencyLimit]] | None = None,
+        limits: Callable[[], Mapping[str, TaskLimits]] | None = None,
         wait_for_finish: Callable[[], Awaitable[None]] | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
         claimed_with_limits: Callable[[], None] | None = None,
+        rates: RateWindows | None = None,
     ) -> None:
         self._store = store
         self._owner = owner
@@ -138,6 +140,10 @@ class LeaseKeeper:
         # outcome is in the database, so a claim with limits first has them written.
         self._settle = settle
         self._claimed_with_limits = claimed_with_limits  # after each claim with limits (wait_for_finish counts from it)
+        # Where rate limits count starts (None: the task database), and when the earliest rate
+        # window that held rows back has room again: the loop claims again then, not before.
+        self._rates = rates
+        self._rate_retry_at: datetime | None = None
         self._claim_now = asyncio.Event()
         self._loop_of_claims: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -202,6 +208,8 @@ class LeaseKeeper:
                 if self._outage.failures
                 else self._poll
             )
+            if self._rate_retry_at is not None and not self._outage.failures:
+                wait = min(wait, max(0.0, (self._rate_retry_at - utcnow()).total_seconds()))
             backlog = self._more_released and not self._outage.failures
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -256,6 +264,7 @@ class LeaseKeeper:
         as many as this instance has room for; a full batch has the loop come back for more as
         soon as there is room again."""
         self._claim_now.clear()
+        self._rate_retry_at = None
         names = self._runnable() if self._runnable is not None else None
         limits = self._limits() if self._limits is not None else None
         limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
@@ -268,11 +277,12 @@ class LeaseKeeper:
             found = await finished_in_thread(lambda: self._store.released_ids(limit=1, names=names, due=utcnow()))
             if not found:
                 return 0
-        rows = await finished_in_thread(
+        claim = await finished_in_thread(
             lambda: self._store.claim_ownerless(
-                self._owner, until=self.lease_until(), limit=limit, names=names, limits=limits
+                self._owner, until=self.lease_until(), limit=limit, names=names, limits=limits, rates=self._rates
             )
         )
+        rows, self._rate_retry_at = claim.rows, claim.retry_at
         # A claim that started limited tasks may find more slots free at once (short tasks end
         # fast): come back while claims take some; one that takes none waits for a task to end.
         self._more_released = len(rows) >= limit or any(row.name in (limits or ()) for row in rows)

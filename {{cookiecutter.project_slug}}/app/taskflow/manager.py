@@ -25,6 +25,7 @@ from .leases import new_owner_id
 from .models import TaskStatus, new_task_row, utcnow
 from .options import TaskOptions, check_limited_enqueue
 from .policy import RetryPolicy
+from .rates import RateWindows, RedisRateWindows
 from .registry import Registry, TaskSpec, build_spec
 from .runner import Job
 from .runtime import Runtime
@@ -85,6 +86,7 @@ class TaskManager:
         self.tracer: TaskTracer | None = None
         self.owner = new_owner_id()
         self._store: Store | None = None
+        self._rate_windows: RedisRateWindows | None = None
         self._runtime: Runtime | None = None
         self._users = 0
         # Recorded jobs waiting for their request to hand them over, and since when.
@@ -105,6 +107,9 @@ class TaskManager:
         if self._store is not None:
             self._store.dispose()
             self._store = None
+        if self._rate_windows is not None:
+            self._rate_windows.close()
+            self._rate_windows = None
 
     @property
     def store(self) -> Store:
@@ -121,6 +126,16 @@ class TaskManager:
                 raise
             self._store = store
         return self._store
+
+    @property
+    def rate_windows(self) -> RateWindows | None:
+        """Where rate limits count starts (rates.py): Redis when redis_url is set, else None (the
+        task database, through the store)."""
+        if self.config.redis_url is None:
+            return None
+        if self._rate_windows is None:
+            self._rate_windows = RedisRateWindows(self.config.redis_url, prefix=self.config.redis_prefix)
+        return self._rate_windows
 
     @property
     def running(self) -> bool:
@@ -151,6 +166,7 @@ class TaskManager:
         priority: int = ...,
         max_concurrent: int | None = ...,
         max_concurrent_per_key: int | None = ...,
+        rate_limit: str | None = ...,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     # `func` is not positional-only here (the overloads say it is): mypy then checks them against this.

@@ -266,6 +266,18 @@ class TaskSchedule(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class TaskRateStart(SQLModel, table=True):
+    """One start of a rate-limited task (rates.py) in its current window; older ones are deleted
+    by the next claim of that task. Unused when the windows are kept in Redis."""
+
+    __tablename__ = "taskflow_rate_starts"
+    __table_args__ = (Index("ix_taskflow_rate_starts_name_started", "name", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+
+
 # In the database. TaskIntake's table lives in each process's intake file (store/intake.py).
 TASKFLOW_TABLES = [
     TaskRecord.__table__,  # type: ignore[attr-defined]
@@ -274,4 +286,5 @@ TASKFLOW_TABLES = [
     AdminLoginFailure.__table__,  # type: ignore[attr-defined]
     AdminRevokedSession.__table__,  # type: ignore[attr-defined]
     TaskSchedule.__table__,  # type: ignore[attr-defined]
+    TaskRateStart.__table__,  # type: ignore[attr-defined]
 ]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
+
+from .rates import Rate, parse_rate
 
 # The range of `priority`: wide enough for a few tiers with room between them, narrow enough
 # that a typo (a timestamp, a size) is caught.
@@ -58,11 +61,17 @@ class TaskOptions:
     # At most this many run at once per `options(concurrency_key=...)` (e.g. one per tenant);
     # tasks enqueued with no key are only held by max_concurrent. None for no limit.
     max_concurrent_per_key: int | None = None
+    # At most this many starts in any window of the period, across every instance: "10/minute",
+    # "20/second", "100/5 minutes" (rates.py). Over it, tasks wait PENDING for their turn.
+    # None for no limit. See "Rate limits".
+    rate_limit: str | None = None
 
     def __post_init__(self) -> None:
         check_priority(self.priority, task=self.name)
         for option in ("max_concurrent", "max_concurrent_per_key"):
             check_limit(option, getattr(self, option), task=self.name)
+        if self.rate_limit is not None:
+            parse_rate(self.rate_limit, task=self.name)
         # A list of exception classes is as clear as a tuple; stored as a tuple (hashable, frozen).
         for option in ("retry_on", "give_up_on"):
             value = getattr(self, option)
@@ -71,8 +80,13 @@ class TaskOptions:
 
     @property
     def limited(self) -> bool:
-        """Whether this task has a concurrency limit: then only the claim of ownerless rows starts it."""
-        return self.max_concurrent is not None or self.max_concurrent_per_key is not None
+        """Whether this task has a concurrency or rate limit: then only the claim of ownerless rows starts it."""
+        return self.max_concurrent is not None or self.max_concurrent_per_key is not None or self.rate_limit is not None
+
+    @cached_property
+    def rate(self) -> Rate | None:
+        """`rate_limit` parsed (None: no rate limit)."""
+        return None if self.rate_limit is None else parse_rate(self.rate_limit, task=self.name)
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> TaskOptions:

@@ -17,7 +17,7 @@ from .process_executor import ProcessPool
 from .retention import Retention
 from .runner import Runner
 from .schedules import Scheduler
-from .store import ConcurrencyLimit
+from .store import TaskLimits
 from .writer import Writer
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class Runtime:
             runnable=self._runnable_names,
             room=self._room,
             wait_for_room=self._wait_for_room,
-            limits=self._concurrency_limits,
+            limits=self._task_limits,
+            rates=manager.rate_windows,
             wait_for_finish=self._wait_for_finish,
             settle=self.writer.flushed,
             claimed_with_limits=self._claimed_with_limits,
@@ -166,10 +167,10 @@ class Runtime:
             return []  # takes no task: worker processes do
         return [spec.name for spec in self.manager.registry.all() if spec.registered]
 
-    def _concurrency_limits(self) -> dict[str, ConcurrencyLimit]:
-        """The registered tasks that declared a concurrency limit, for the claim of ownerless rows."""
+    def _task_limits(self) -> dict[str, TaskLimits]:
+        """The registered tasks that declared a concurrency or rate limit, for the claim of ownerless rows."""
         return {
-            spec.name: ConcurrencyLimit(spec.options.max_concurrent, spec.options.max_concurrent_per_key)
+            spec.name: TaskLimits(spec.options.max_concurrent, spec.options.max_concurrent_per_key, spec.options.rate)
             for spec in self.manager.registry.all()
             if spec.registered and spec.options.limited
         }

@@ -43,8 +43,8 @@ def renderer_for(app: Any) -> Any:
     scope = {"type": "http", "app": app, "router": app.router, "path": "/", "headers": [], "query_string": b""}
     request = Request(scope)
 
-    def render(rows: list[Any], replace: bool) -> str:
-        context = {"rows": rows, "mode": "body" if replace else "rows"}
+    def render(rows: list[Any], replace: bool, waiting: dict[str, Any]) -> str:
+        context = {"rows": rows, "mode": "body" if replace else "rows", "waiting": waiting}
         return admin.renderer.fragment(request, "partials/dashboard_rows.html", context, principal=principal)
 
     return render

@@ -127,9 +127,9 @@ async def test_claim_ownerless_takes_due_rows_in_batches_into_running_and_never_
     other = plant_ownerless(store, 2, name="elsewhere")
     until = utcnow() + timedelta(seconds=30)
 
-    first = store.claim_ownerless("a", until=until, limit=5, names=["note"])
-    second = store.claim_ownerless("b", until=until, limit=5, names=["note"])
-    third = store.claim_ownerless("b", until=until, limit=5, names=["note"])
+    first = store.claim_ownerless("a", until=until, limit=5, names=["note"]).rows
+    second = store.claim_ownerless("b", until=until, limit=5, names=["note"]).rows
+    third = store.claim_ownerless("b", until=until, limit=5, names=["note"]).rows
 
     assert len(first) == 5 and len(second) == 2 and third == []
     assert {row.id for row in first} | {row.id for row in second} == set(due_ids)

@@ -24,7 +24,7 @@ from app.taskflow import TaskManager, TaskStatus
 from app.taskflow.background import EnqueueOptions, ManagedBackgroundTasks
 from app.taskflow.models import TaskRecord, new_task_row, utcnow
 from app.taskflow.options import DEFAULTS
-from app.taskflow.store import ConcurrencyLimit, TaskFilter
+from app.taskflow.store import TaskFilter, TaskLimits
 from app.taskflow.store import leases as lease_sql
 from app.taskflow.store import limits as limit_sql
 
@@ -250,9 +250,9 @@ def pending(name: str, **values: Any) -> dict[str, Any]:
     return new_task_row(id=str(uuid.uuid4()), name=name, persist=True, **values)
 
 
-def claim(manager: TaskManager, owner: str, limits: dict[str, ConcurrencyLimit], limit: int = 10) -> list[Any]:
+def claim(manager: TaskManager, owner: str, limits: dict[str, TaskLimits], limit: int = 10) -> list[Any]:
     until = utcnow() + timedelta(seconds=30)
-    return manager.store.claim_ownerless(owner, until=until, limit=limit, names=list(limits), limits=limits)
+    return manager.store.claim_ownerless(owner, until=until, limit=limit, names=list(limits), limits=limits).rows
 
 
 def test_a_running_holder_keeps_its_slot_until_its_lease_expires(database_url: str) -> None:
@@ -263,7 +263,7 @@ def test_a_running_holder_keeps_its_slot_until_its_lease_expires(database_url: s
     holder["lease_expires_at"] = now + timedelta(minutes=5)
     waiting = pending("report")
     write_sql(store, lambda c: plant(c, [holder, waiting]))
-    limits = {"report": ConcurrencyLimit(max_concurrent=1)}
+    limits = {"report": TaskLimits(max_concurrent=1)}
     try:
         assert claim(manager, "me:1:x", limits) == []
         # The holder crashed: once its lease has run out, its slot is free.
@@ -294,7 +294,7 @@ def test_the_claim_takes_free_slots_per_key_in_priority_order(database_url: str)
     ]
     write_sql(store, lambda c: plant(c, [busy, *rows]))
     try:
-        taken = claim(manager, "me:1:x", {"sync": ConcurrencyLimit(max_concurrent=4, max_per_key=1)})
+        taken = claim(manager, "me:1:x", {"sync": TaskLimits(max_concurrent=4, max_per_key=1)})
     finally:
         store.dispose()
     # 3 free slots of 4 (busy "a" holds one): b's priority-5 row, then c, then the keyless row.
@@ -315,8 +315,8 @@ def test_rows_of_tasks_without_limits_are_claimed_as_before_beside_limited_ones(
             until=until,
             limit=10,
             names=["limited", "free"],
-            limits={"limited": ConcurrencyLimit(max_concurrent=1)},
-        )
+            limits={"limited": TaskLimits(max_concurrent=1)},
+        ).rows
     finally:
         store.dispose()
     assert [row.id for row in taken] == [limited[0]["id"]] + [row["id"] for row in free]
@@ -332,7 +332,7 @@ def test_the_limited_claim_counts_running_rows_and_reads_pending_ones_through_in
 
     def explain(connection: Connection) -> str:
         with captured(connection) as statements:
-            limit = ConcurrencyLimit(max_concurrent=2)
+            limit = TaskLimits(max_concurrent=2)
             limit_sql.limited_ids(
                 connection, name="limited", limit=limit, room=10, now=now, unowned=lease_sql.released_ids
             )
@@ -382,9 +382,13 @@ async def test_the_admin_task_page_shows_why_a_pending_task_waits(
         delayed = manager.enqueue(export, options=EnqueueOptions(delay=3600))
         held_page = await client.get(f"/tasks/dashboard/tasks/{held}")
         delayed_page = await client.get(f"/tasks/dashboard/tasks/{delayed}")
+        listing = await client.get("/tasks/dashboard", params={"status": "pending"})
         registry = await client.get("/tasks/dashboard/registry")
         release.set()
         await wait_for_status(manager, held, TaskStatus.SUCCESS.value)
     assert "concurrency limit: 1 of export running (max_concurrent=1)" in held_page.text, held_page.text
     assert "delayed until" in delayed_page.text
-    assert "<td>1</td>" in registry.text
+    # The list marks both, with the same words on hover (a task waiting its turn gets no mark).
+    assert '<span class="badge waiting-limit" title="concurrency limit: 1 of export running' in listing.text
+    assert '<span class="badge waiting-delay" title="delayed until' in listing.text
+    assert "<td>1 at once</td>" in registry.text

@@ -153,7 +153,7 @@ async def test_claims_of_ownerless_rows_take_the_highest_priority_first_oldest_f
     until = utcnow() + timedelta(seconds=30)
     store = planter.store
 
-    claimed = [store.claim_ownerless(owner, until=until, limit=2, names=["note"]) for owner in ("a", "b", "a")]
+    claimed = [store.claim_ownerless(owner, until=until, limit=2, names=["note"]).rows for owner in ("a", "b", "a")]
 
     assert [[label_of[row.id] for row in batch] for batch in claimed] == [EXPECTED[:2], EXPECTED[2:4], EXPECTED[4:]]
     assert [[row.priority for row in batch] for batch in claimed] == [[10, 5], [5, 0], [0, -1]]

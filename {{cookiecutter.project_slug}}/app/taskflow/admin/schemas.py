@@ -234,6 +234,8 @@ class RegisteredTask(BaseModel):
     # At most this many run at once across every instance, in all and per concurrency key.
     max_concurrent: int | None = None
     max_concurrent_per_key: int | None = None
+    # At most this many starts in any window of its period, e.g. "10/minute".
+    rate_limit: str | None = None
 
 
 class SchedulePublic(BaseModel):

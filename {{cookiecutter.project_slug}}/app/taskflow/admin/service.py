@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from ..manager import CancelOutcome, TaskNotFound, TaskNotRetryable
 from ..metrics import Insights, MetricsSnapshot
 from ..models import TaskStatus, utcnow
+from ..rates import Usage
 from ..store import TaskFilter
 from .auth import Principal
-from .waiting import waiting_reason
+from .waiting import Waiting, waiting_reason
 
 if TYPE_CHECKING:
     from ..manager import TaskManager
@@ -51,7 +52,7 @@ class TaskView:
     retried_as: list[str]
     audit: list[Any]
     # Why it has not started, for a PENDING task (admin/waiting.py).
-    waiting: str | None = None
+    waiting: Waiting | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,7 @@ class AdminService:
             attempts = with_current_attempt(detail.row, detail.attempts)
             waiting = None
             if detail.row.status == TaskStatus.PENDING.value:
-                running = self.manager.store.running_of(detail.row.name, detail.row.concurrency_key)
-                spec = self.manager.registry.get(detail.row.name)
-                options = None if spec is None else spec.options
-                waiting = waiting_reason(detail.row, options, running, utcnow())
+                waiting = self._waiting([detail.row])[detail.row.id]
             return TaskView(
                 row=detail.row, attempts=attempts, retried_as=detail.retried_as, audit=detail.audit, waiting=waiting
             )
@@ -131,6 +129,39 @@ class AdminService:
             await self.manager.flush()
             view = await asyncio.to_thread(read)
         return view
+
+    async def waiting_for(self, rows: list[Any]) -> dict[str, Waiting]:
+        """Why each PENDING row among `rows` has not started, by task id (the list's badges)."""
+        pending = [row for row in rows if row.status == TaskStatus.PENDING.value]
+        if not pending:
+            return {}
+        return await asyncio.to_thread(lambda: self._waiting(pending))
+
+    def _waiting(self, rows: list[Any]) -> dict[str, Waiting]:
+        """Why each of these PENDING rows waits. A task with a limit costs one read of its running
+        rows per key and one of its rate window, whatever the number of its rows; a task without
+        a limit costs none."""
+        store = self.manager.store
+        now = utcnow()
+        running: dict[tuple[str, str | None], tuple[int, int]] = {}
+        rates: dict[str, Usage] = {}
+        reasons = {}
+        for row in rows:
+            spec = self.manager.registry.get(row.name)
+            options = None if spec is None else spec.options
+            of_task = (0, 0)
+            rate = None
+            if options is not None and options.limited:
+                key = (row.name, row.concurrency_key)
+                if key not in running:
+                    running[key] = store.running_of(row.name, row.concurrency_key)
+                of_task = running[key]
+                if options.rate is not None:
+                    if row.name not in rates:
+                        rates[row.name] = store.rate_usage(row.name, options.rate, self.manager.rate_windows)
+                    rate = rates[row.name]
+            reasons[row.id] = waiting_reason(row, options, running=of_task, rate=rate, now=now)
+        return reasons
 
     async def rows(self, task_ids: list[str]) -> list[Any]:
         return await asyncio.to_thread(self.manager.store.summaries, task_ids)

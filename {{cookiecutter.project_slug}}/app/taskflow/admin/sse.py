@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -31,6 +32,7 @@ from .auth import PrincipalDep, get_admin
 from .filters import FilterForm
 from .service import AdminService
 from .views import PAGE_SIZE, page_offset
+from .waiting import Waiting
 
 WINDOW = 0.25  # seconds of events folded into one message: at most ~4 messages a second
 RETRY_MS = 3000  # how long the browser waits before reconnecting
@@ -39,7 +41,8 @@ FLUSH_WAIT = 0.5  # at most this long waiting for local writes before reading ro
 
 router = APIRouter()
 
-Render = Callable[[list[Any], bool], str]
+# Renders rows (whole first page or in place), with why each pending one waits (admin/waiting.py).
+Render = Callable[[list[Any], bool, dict[str, Waiting]], str]
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,9 @@ class View:
     limit: int = PAGE_SIZE
 
 
-def overlay(row: Any, event: TaskEvent | None) -> dict[str, Any]:
-    """The stored row with the latest event's status and progress, which may be newer than the row."""
+def overlay(row: Any, event: TaskEvent | None) -> SimpleNamespace:
+    """The stored row with the latest event's status and progress, which may be newer than the row
+    (read like a row: `.status`, `.id`)."""
     values = dict(row._mapping)
     if event is not None:
         values["status"] = event.status
@@ -62,7 +66,7 @@ def overlay(row: Any, event: TaskEvent | None) -> dict[str, Any]:
                 progress_total=event.progress_total,
                 progress_message=event.progress_message,
             )
-    return values
+    return SimpleNamespace(**values)
 
 
 class RowStream:
@@ -145,7 +149,7 @@ class RowStream:
         first_page = self._view.offset == 0
         if not rows and not first_page:
             return None  # a later page with no rows: nothing to update in place
-        return ServerSentEvent(event="rows", raw_data=self._render(rows, first_page))
+        return ServerSentEvent(event="rows", raw_data=await self._rendered(rows, first_page))
 
     async def _flushed(self) -> None:
         """Let this instance's queued writes land first (bounded: a slow database delays, never blocks)."""
@@ -174,16 +178,19 @@ class RowStream:
         await self._carry_missing(changed, set(ids))
         if ids != self._known:
             self._known = ids
-            return self._render([overlay(row, changed.get(row.id)) for row in page], True)
+            return await self._rendered([overlay(row, changed.get(row.id)) for row in page], True)
         rows = [overlay(row, changed[row.id]) for row in page if row.id in changed]
-        return self._render(rows, False) if rows else ""
+        return await self._rendered(rows, False) if rows else ""
 
     async def _in_place(self, changed: dict[str, TaskEvent]) -> str:
         """Later pages never move under the reader: only their own rows are updated."""
         known = set(self._known)
         wanted = [task_id for task_id in changed if task_id in known]
         rows = await self._service.rows(wanted) if wanted else []
-        return self._render([overlay(row, changed[row.id]) for row in rows], False) if rows else ""
+        return await self._rendered([overlay(row, changed[row.id]) for row in rows], False) if rows else ""
+
+    async def _rendered(self, rows: list[Any], replace: bool) -> str:
+        return self._render(rows, replace, await self._service.waiting_for(rows))
 
     async def _carry_missing(self, changed: dict[str, TaskEvent], on_page: set[str]) -> None:
         """Tasks with events but no row yet (another writer's batch may lag) are tried again later."""
@@ -220,8 +227,8 @@ async def task_events(
     """Live rows of the dashboard table (query: the table's filters and offset)."""
     admin = get_admin(request)
 
-    def render(rows: list[Any], replace: bool) -> str:
-        context = {"rows": rows, "mode": "body" if replace else "rows"}
+    def render(rows: list[Any], replace: bool, waiting: dict[str, Waiting]) -> str:
+        context = {"rows": rows, "mode": "body" if replace else "rows", "waiting": waiting}
         return admin.renderer.fragment(request, "partials/dashboard_rows.html", context, principal=principal)
 
     manager = admin.task_manager

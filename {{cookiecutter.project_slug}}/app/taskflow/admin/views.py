@@ -72,6 +72,7 @@ async def dashboard_context(request: Request, service: AdminService) -> dict[str
         "form": form,
         "page": page,
         "rows": page.rows,
+        "waiting": await service.waiting_for(page.rows),
         "pager": pager,
         "statuses": STATUSES,
         "names": [entry["name"] for entry in service.registry()],

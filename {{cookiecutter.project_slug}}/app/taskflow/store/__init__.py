@@ -4,7 +4,8 @@
 Everything above it (manager, writer, runner, leases, retention, admin, metrics, cli) calls
 these operations and never builds SQL: the SQL lives in this package's modules, the lifecycle
 writes in writes.py, lease handling in leases.py, reads in queries.py, admin logins in
-logins.py, periodic schedules in schedules.py and the deletion of old finished tasks in retention.py.
+logins.py, periodic schedules in schedules.py, the limits of the claim in limits.py (rate
+windows in rates.py) and the deletion of old finished tasks in retention.py.
 
 The operations, by group:
 
@@ -12,8 +13,9 @@ The operations, by group:
 - enqueue: open, close, enqueue, adopt_orphans, find_by_idempotency_key, apply (a batch
   of outcomes, claims and new rows)
 - control: cancel_pending, request_cancel, delete_finished_before, add_audit
-- leases: renew_leases, take_over_expired, claim_ownerless, running_of, interrupt_orphans, released_ids, live_owners,
+- leases: renew_leases, take_over_expired, claim_ownerless, interrupt_orphans, released_ids, live_owners,
   expire_owners, owned_unchanged_since, disown, release_leases, cancel_requests
+- limits: running_of, rate_usage
 - reads: get, list, count, attempts
 - admin: summary_page, summaries, task_detail, list_audit, retryable_failed_ids
 - bulk actions (bulk.py): ids_matching, delete_finished, count_finished_before
@@ -66,11 +68,14 @@ from sqlmodel import Session
 
 from .. import migrations
 from ..models import AuditEntry, TaskStatus, utcnow
+from ..rates import Rate, RateWindows, Usage
 from ..storable import TEXT_LIMITS, storable_text, storable_values
 from . import bulk, leases, limits, logins, queries, retention, schedules
 from .engine import Database, open_database
-from .limits import ConcurrencyLimit
+from .leases import Claim
+from .limits import TaskLimits
 from .queries import StatusSnapshot, SummaryPage, TaskDetail, TaskFilter
+from .rates import DatabaseRateWindows
 from .writes import TASKS, Batch, BatchResult, Finish, Progress, Statements, apply_batch
 
 T = TypeVar("T")
@@ -78,7 +83,7 @@ T = TypeVar("T")
 __all__ = [
     "Batch",
     "BatchResult",
-    "ConcurrencyLimit",
+    "Claim",
     "Finish",
     "NewRows",
     "Progress",
@@ -87,6 +92,7 @@ __all__ = [
     "SummaryPage",
     "TaskDetail",
     "TaskFilter",
+    "TaskLimits",
     "open_store",
 ]
 
@@ -278,17 +284,23 @@ class Store:
         until: datetime,
         limit: int,
         names: Collection[str] | None = None,
-        limits: Mapping[str, ConcurrencyLimit] | None = None,
-    ) -> builtins.list[Any]:
+        limits: Mapping[str, TaskLimits] | None = None,
+        rates: RateWindows | None = None,
+    ) -> Claim:
         """Claim up to `limit` due PENDING rows nobody owns straight into RUNNING under `owner`,
         in one transaction whatever the batch size (leases.claim_ownerless); rows of the names in
-        `limits` only within their concurrency limits (limits.py)."""
-        now = utcnow()
+        `limits` only within their concurrency and rate limits (limits.py; rate windows in
+        `rates`, None: this database)."""
         return self._write(
             lambda c: leases.claim_ownerless(
-                c, owner=owner, now=now, until=until, limit=limit, names=names, limits=limits
+                c, owner=owner, until=until, limit=limit, names=names, limits=limits, rates=rates
             )
         )
+
+    def rate_usage(self, name: str, rate: Rate, rates: RateWindows | None = None) -> Usage:
+        """Starts of `name` in its current rate window (rates.py), and when the next is allowed."""
+        windows = rates if rates is not None else DatabaseRateWindows()
+        return self._read(lambda c: windows.usage(c, name=name, rate=rate, now=utcnow()))
 
     def interrupt_orphans(self, owner: str) -> int:
         """Other owners' non-persisted rows whose lease expired become INTERRUPTED; returns how many."""

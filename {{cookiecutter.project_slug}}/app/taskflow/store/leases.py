@@ -9,14 +9,16 @@ WHERE repeats the expiry test, so a row renewed in the meantime is never taken.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, case, insert, literal, null, or_, select, text, true, update
 from sqlalchemy.engine import Connection
 
-from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime
-from .limits import ConcurrencyLimit, pick_limited
+from ..models import UNOWNED_INDEX, UNOWNED_PENDING, TaskStatus, UTCDateTime, utcnow
+from ..rates import RateWindows
+from .limits import TaskLimits, lock_names, pick_limited
 from .writes import ATTEMPTS, CHUNK, TASKS
 
 # The order ownerless rows are claimed in: the unowned index's own (models.py), word for word.
@@ -273,16 +275,25 @@ CLAIMED_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The rows a claim took (CLAIMED_COLUMNS, in claim order), and when a task held back by its
+    rate limit has room again (None: none was held back by its rate)."""
+
+    rows: list[Any]
+    retry_at: datetime | None = None
+
+
 def claim_ownerless(
     connection: Connection,
     *,
     owner: str,
-    now: datetime,
     until: datetime,
     limit: int,
     names: Collection[str] | None = None,
-    limits: Mapping[str, ConcurrencyLimit] | None = None,
-) -> list[Any]:
+    limits: Mapping[str, TaskLimits] | None = None,
+    rates: RateWindows | None = None,
+) -> Claim:
     """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
     (CLAIMED_COLUMNS), highest priority first and oldest first within one.
 
@@ -291,14 +302,22 @@ def claim_ownerless(
     rows), then moved in one UPDATE per CHUNK ids. The UPDATE repeats the unowned test, so a
     row taken meanwhile (SQLite has no row locks, but serialises writers) is never taken twice.
 
-    With `limits` (the registered tasks that declared a concurrency limit), rows of those names
-    are picked first, within their limits (limits.py), and the batch's other rows come from the
-    other names; without, the claim is as it always was.
+    With `limits` (the registered tasks that declared a concurrency or rate limit), rows of those
+    names are picked first, within their limits (limits.py; rate windows in `rates`, None: the
+    task database), and the batch's other rows come from the other names; without, the claim is
+    as it always was.
     """
     ids: list[str] = []
     exclude: list[str] | None = None
+    retry_at: datetime | None = None
     if limits:
-        ids = pick_limited(connection, owner=owner, limits=limits, room=limit, now=now, unowned=released_ids)
+        lock_names(connection, limits)
+    now = utcnow()  # after the locks: the start the rows are stamped with is when they start
+    if limits:
+        picked = pick_limited(
+            connection, owner=owner, limits=limits, room=limit, now=now, unowned=released_ids, rates=rates
+        )
+        ids, retry_at = picked.ids, picked.retry_at
         if names is None:
             exclude = list(limits)
         else:
@@ -328,7 +347,7 @@ def claim_ownerless(
         claimed.sort(key=lambda row: (-row.priority, row.created_at, position[row.id]))
     else:
         claimed.sort(key=lambda row: position[row.id])
-    return claimed
+    return Claim(rows=claimed, retry_at=retry_at)
 
 
 def expire_owners(connection: Connection, *, owners: list[str], now: datetime) -> int:

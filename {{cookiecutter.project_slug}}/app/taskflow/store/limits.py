@@ -1,18 +1,23 @@
-"""Concurrency-limit SQL: the claim of ownerless rows of tasks declared with a limit.
+"""Limit SQL: the claim of ownerless rows of tasks declared with a concurrency or rate limit.
 
-A task with `max_concurrent` or `max_concurrent_per_key` is only ever started by the claim of
-ownerless rows (manager.enqueue commits it ownerless), so this claim is the one place its
-limits are enforced. Per limited name, in the claim's transaction:
+A task with `max_concurrent`, `max_concurrent_per_key` or `rate_limit` is only ever started by
+the claim of ownerless rows (manager.enqueue commits it ownerless), so this claim is the one
+place its limits are enforced. In the claim's transaction:
 
-1. PostgreSQL: `pg_advisory_xact_lock` on the name, so two instances claiming the same name
-   take turns (each then counts the other's committed claim). Row locks cannot do this: the
-   limit is about rows that are *not* picked (the running ones). SQLite already runs every
-   write transaction alone (BEGIN IMMEDIATE).
+1. PostgreSQL: `pg_advisory_xact_lock` on each limited name, in sorted order, before anything
+   is read, so two instances claiming the same name take turns (each then counts the other's
+   committed claim). Row locks cannot do this: a limit is about rows that are *not* picked (the
+   running ones, the recent starts). SQLite already runs every write transaction alone (BEGIN
+   IMMEDIATE). The claim reads the clock only after these locks: a start is stamped with the
+   time it really happened, however long the lock took.
+Then per limited name:
 2. Count its RUNNING rows with a live lease, per concurrency key. Running rows are few (at most
    the workers of every instance); the status index finds them. A crashed holder's row stops
    counting when its lease expires: its slot frees with its lease.
-3. Take at most the free slots of its due pending rows, in claim order, at most
+3. Read at most the free slots of its due pending rows, in claim order, at most
    `max_concurrent_per_key` less the running ones of each key.
+4. With a rate limit, ask its window (rates.py) for that many starts: only the granted ones are
+   taken, and the window says when it has room again (the claim loop sleeps until then).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_PENDING, TaskStatus
+from ..rates import Rate, RateWindows
+from .rates import DatabaseRateWindows
 from .writes import TASKS
 
 # The advisory lock key of a limited name; the prefix keeps it apart from an application's own locks.
@@ -39,17 +46,29 @@ class UnownedIds(Protocol):
 
 
 @dataclass(frozen=True)
-class ConcurrencyLimit:
+class TaskLimits:
     """The limits one registered task declared (None: no limit of that kind)."""
 
     max_concurrent: int | None = None
     max_per_key: int | None = None
+    rate: Rate | None = None
 
 
-def lock_name(connection: Connection, name: str) -> None:
-    """Serialise limited claims of `name` across instances until this transaction ends (PostgreSQL)."""
+@dataclass(frozen=True)
+class Picked:
+    """The rows of limited tasks a claim may start, and the earliest time a task whose rate
+    window held rows back has room again (None: none was held back by its rate)."""
+
+    ids: list[str]
+    retry_at: datetime | None = None
+
+
+def lock_names(connection: Connection, names: Collection[str]) -> None:
+    """Serialise limited claims of `names` across instances until this transaction ends
+    (PostgreSQL). In sorted order, so two instances never wait on each other's locks."""
     if connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(LOCK_PREFIX + name))))
+        for name in sorted(names):
+            connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(LOCK_PREFIX + name))))
 
 
 def running_query(*, name: str, now: datetime) -> Any:
@@ -90,14 +109,16 @@ def limited_ids(
     connection: Connection,
     *,
     name: str,
-    limit: ConcurrencyLimit,
+    limit: TaskLimits,
     room: int,
     now: datetime,
     unowned: UnownedIds,
 ) -> list[str]:
-    """Ids of the pending rows of `name` that may start now (at most `room`), within its limits.
-    `unowned` reads due ownerless rows of given names in claim order (leases.released_ids)."""
-    lock_name(connection, name)
+    """Ids of the pending rows of `name` that may start now (at most `room`) within its
+    concurrency limits. `unowned` reads due ownerless rows of given names in claim order
+    (leases.released_ids). The caller holds the name's lock (lock_names)."""
+    if limit.max_concurrent is None and limit.max_per_key is None:
+        return unowned(connection, limit=room, names=[name], due=now)
     running = running_counts(connection, name=name, now=now)
     free = room
     if limit.max_concurrent is not None:
@@ -136,21 +157,30 @@ def pick_limited(
     connection: Connection,
     *,
     owner: str,
-    limits: Mapping[str, ConcurrencyLimit],
+    limits: Mapping[str, TaskLimits],
     room: int,
     now: datetime,
     unowned: UnownedIds,
-) -> list[str]:
-    """Ids of rows of every limited name that may start now, at most `room` in all. Names in sorted
-    order, so two instances take their advisory locks in one order (no deadlock)."""
+    rates: RateWindows | None = None,
+) -> Picked:
+    """The rows of every limited name that may start now, at most `room` in all; rate windows in
+    `rates` (None: the task database). The caller holds the names' locks (lock_names)."""
+    windows = rates if rates is not None else DatabaseRateWindows()
     give_up_retries(connection, owner=owner, names=list(limits))
     picked: list[str] = []
+    retry_at: datetime | None = None
     for name in sorted(limits):
         if len(picked) >= room:
             break
-        left = room - len(picked)
-        picked.extend(limited_ids(connection, name=name, limit=limits[name], room=left, now=now, unowned=unowned))
-    return picked
+        limit = limits[name]
+        ids = limited_ids(connection, name=name, limit=limit, room=room - len(picked), now=now, unowned=unowned)
+        if limit.rate is not None and ids:
+            taken = windows.take(connection, name=name, rate=limit.rate, wanted=len(ids), now=now)
+            ids = ids[: taken.granted]
+            if taken.frees_at is not None:
+                retry_at = taken.frees_at if retry_at is None else min(retry_at, taken.frees_at)
+        picked.extend(ids)
+    return Picked(ids=picked, retry_at=retry_at)
 
 
 def running_of(connection: Connection, *, name: str, key: str | None, now: datetime) -> tuple[int, int]:
