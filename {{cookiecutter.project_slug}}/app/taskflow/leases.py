@@ -108,7 +108,7 @@ class LeaseKeeper:
         limits: Callable[[], Mapping[str, TaskLimits]] | None = None,
         wait_for_finish: Callable[[], Awaitable[None]] | None = None,
         settle: Callable[[], Awaitable[None]] | None = None,
-        claimed_with_limits: Callable[[], None] | None = None,
+        before_claim_with_limits: Callable[[], None] | None = None,
         rates: RateWindows | None = None,
     ) -> None:
         self._store = store
@@ -139,7 +139,9 @@ class LeaseKeeper:
         # Writes the outcomes of tasks that ended here: a limited task's slot frees when its
         # outcome is in the database, so a claim with limits first has them written.
         self._settle = settle
-        self._claimed_with_limits = claimed_with_limits  # after each claim with limits (wait_for_finish counts from it)
+        # Called as each claim with limits begins: wait_for_finish waits for a task that ends after
+        # it, so one that ends during the claim (its slot counted taken) still wakes the loop.
+        self._before_claim_with_limits = before_claim_with_limits
         # Where rate limits count starts (None: the task database), and when the earliest rate
         # window that held rows back has room again: the loop claims again then, not before.
         self._rates = rates
@@ -270,6 +272,8 @@ class LeaseKeeper:
         limit = RECOVERY_BATCH if self._room is None else min(self._room(), RECOVERY_BATCH)
         if (names is not None and not names) or limit <= 0:
             return 0
+        if limits and self._before_claim_with_limits is not None:
+            self._before_claim_with_limits()
         if limits and self._settle is not None:
             await self._settle()
         if not self._more_released:
@@ -283,14 +287,14 @@ class LeaseKeeper:
             )
         )
         rows, self._rate_retry_at = claim.rows, claim.retry_at
-        # A claim that started limited tasks may find more slots free at once (short tasks end
-        # fast): come back while claims take some; one that takes none waits for a task to end.
-        self._more_released = len(rows) >= limit or any(row.name in (limits or ()) for row in rows)
+        # A full batch: more rows may wait, so claim again once there is room. Otherwise the loop
+        # waits (_wake), with limited tasks until one ends here (claiming again before that would
+        # find the slots of the tasks just started still taken), or until a rate window that held
+        # rows back has room (retry_at).
+        self._more_released = len(rows) >= limit
         if rows:
             logger.debug("taskflow: claimed %d ownerless task(s)", len(rows))
             self._on_claimed(rows)
-        if limits and self._claimed_with_limits is not None:
-            self._claimed_with_limits()
         return len(rows)
 
     def _expire_dead_neighbours(self) -> None:

@@ -152,6 +152,10 @@ class Runner:
         # Set once fewer than _room_below jobs are due (wait_for_room); 0: nobody waits.
         self._room = asyncio.Event()
         self._room_below = 0
+        # Jobs that ended here so far (ran, failed, or were dropped), and an event set at each:
+        # wait_for_end. Counted, not read off `due`: jobs submitted meanwhile would hide an end.
+        self.ended = 0
+        self._an_end = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -196,6 +200,12 @@ class Runner:
                 await self._room.wait()
         finally:
             self._room_below = 0
+
+    async def wait_for_end(self, after: int) -> None:
+        """Return once more than `after` jobs have ended here (`ended`): at once if some already have."""
+        while self.ended <= after:
+            self._an_end.clear()
+            await self._an_end.wait()
 
     async def drain(self, timeout: float) -> bool:
         """Stop taking new work; wait up to `timeout` s for running tasks. True if all finished."""
@@ -347,6 +357,8 @@ class Runner:
             except Exception:  # the runner's own bug must not kill a worker
                 logger.exception("taskflow: internal error while running task %s", job.task_id)
             finally:
+                self.ended += 1
+                self._an_end.set()
                 if not self._running:
                     self._idle.set()
                 if self._room_below and self.due < self._room_below:

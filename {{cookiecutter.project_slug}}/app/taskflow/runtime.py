@@ -66,9 +66,9 @@ class Runtime:
             rates=manager.rate_windows,
             wait_for_finish=self._wait_for_finish,
             settle=self.writer.flushed,
-            claimed_with_limits=self._claimed_with_limits,
+            before_claim_with_limits=self._before_claim_with_limits,
         )
-        self._due_at_claim = 0
+        self._ended_before_claim = 0
         self.retention = Retention(manager.store, config.keep_finished)
         # Only a service that declares schedules runs the loop that fires them.
         self.scheduler = Scheduler(manager) if manager.schedules else None
@@ -175,13 +175,14 @@ class Runtime:
             if spec.registered and spec.options.limited
         }
 
-    def _claimed_with_limits(self) -> None:
-        self._due_at_claim = self.runner.due
+    def _before_claim_with_limits(self) -> None:
+        self._ended_before_claim = self.runner.ended
 
     async def _wait_for_finish(self) -> None:
-        # Until a task that was here at the last claim with limits is done (at once if one is
-        # already): its slot may be free. With none here, never (the poll bounds the wait).
-        await self.runner.wait_for_room(self._due_at_claim)
+        # Until a task ends here after the last claim with limits began (at once if one already
+        # has, even during that claim): the claim counted its slot as taken, and it may be free
+        # now. None running here: never (the poll bounds the wait).
+        await self.runner.wait_for_end(self._ended_before_claim)
 
     def _room(self) -> int:
         """How many more ownerless tasks to claim now (leases.CLAIM_DEPTH). Tasks waiting here for

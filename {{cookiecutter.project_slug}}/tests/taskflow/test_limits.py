@@ -239,6 +239,26 @@ async def test_a_crashed_holders_task_waits_for_a_slot_and_runs_again(make_manag
     assert row.recoveries == 1 and row.owner == manager.owner
 
 
+async def test_a_limited_drain_of_short_tasks_does_not_wait_for_the_poll(make_manager: ManagerFactory) -> None:
+    # Tasks that end while the next claim runs (their slots counted taken by it) must wake the
+    # claim that follows; with a poll far beyond the deadline, only such wake-ups drain the backlog.
+    manager = make_manager(concurrency=4, poll_interval=60.0, lease_seconds=600.0)
+    occupancy = Occupancy()
+
+    @manager.task(persist=True, name="quick", max_concurrent=2)
+    async def quick() -> None:
+        occupancy.enter("all")
+        occupancy.leave("all")
+
+    rows = [pending("quick") for _ in range(200)]
+    write_sql(manager.store, lambda c: plant(c, rows))
+    await manager.start()
+    await eventually(lambda: occupancy.finished == len(rows), timeout=30)
+    assert occupancy.most["*"] <= 2
+    for row in rows[-3:]:
+        await wait_for_status(manager, row["id"], TaskStatus.SUCCESS.value)
+
+
 # -- the claim ------------------------------------------------------------------------------------
 
 
