@@ -16,14 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import Connection
 
 from app.taskflow import TaskManager, TaskStatus
 from app.taskflow.models import utcnow
 from app.taskflow.rates import DISPATCH_MARGIN, Rate, RedisRateWindows, parse_rate
-from app.taskflow.store.rates import DatabaseRateWindows
+from app.taskflow.store.rates import RATE_STARTS, DatabaseRateWindows
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
 from .services import REDIS_URL, require_redis
+from .sql import captured, read_sql, write_sql
 
 # -- the option -----------------------------------------------------------------------------------
 
@@ -113,6 +116,51 @@ def test_a_window_grants_its_limit_then_room_again_as_each_start_leaves_it(windo
     assert (at_edge.granted, at_edge.frees_at) == (2, later + rate.window)
     window = usage(windows, start + rate.window, rate)
     assert (window.started, window.frees_at) == (3, later + rate.window)
+
+
+def test_the_database_window_keeps_only_its_own_starts_and_reads_them_through_its_index(database_url: str) -> None:
+    manager = TaskManager(database_url=database_url)
+    store = manager.store
+    rate = parse_rate("5/second")
+    start = utcnow()
+    windows = DatabaseRateWindows()
+    # Other tasks' starts, many: the window of one task must not read through them.
+    others = [{"name": f"other_{n % 50}", "started_at": start} for n in range(3000)]
+    write_sql(store, lambda c: c.execute(insert(RATE_STARTS), others))
+    for step in range(40):  # 8 seconds of starts at five a second, a tenth of a second apart
+        now = start + timedelta(milliseconds=200 * step)
+        write_sql(store, lambda c, now=now: windows.take(c, name="call_api", rate=rate, wanted=1, now=now))
+
+    def plans(connection: Connection) -> list[str]:
+        with captured(connection) as statements:
+            windows.take(connection, name="call_api", rate=rate, wanted=1, now=start + timedelta(seconds=9))
+        found = []
+        for sql, parameters in statements:
+            if not sql.lstrip().upper().startswith(("SELECT", "DELETE")):
+                continue
+            if store.dialect == "sqlite":
+                rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
+                found.append("\n".join(str(row[-1]) for row in rows).lower())
+            else:
+                connection.exec_driver_sql("ANALYZE taskflow_rate_starts")
+                for setting in ("enable_seqscan", "enable_bitmapscan"):
+                    connection.exec_driver_sql(f"SET LOCAL {setting} = off")
+                rows = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters).fetchall()
+                found.append("\n".join(str(row[0]) for row in rows).lower())
+        return found
+
+    try:
+        kept = read_sql(
+            store, lambda c: c.execute(select(func.count()).where(RATE_STARTS.c.name == "call_api")).scalar_one()
+        )
+        explained = write_sql(store, plans)
+    finally:
+        store.dispose()
+    # Starts that left the window were deleted as it slid: at most a window's worth are kept.
+    assert kept <= rate.limit + 1, kept
+    assert len(explained) == 2, explained  # the delete of old starts, the read of the window
+    for plan in explained:
+        assert "ix_taskflow_rate_starts_name_started" in plan and "seq scan" not in plan, plan
 
 
 # -- across instances -----------------------------------------------------------------------------
