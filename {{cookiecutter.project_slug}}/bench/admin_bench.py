@@ -156,8 +156,8 @@ async def measure_events(app: FastAPI, manager: TaskManager, path: Path, *, seco
     request = Request({"type": "http", "app": app, "router": app.router, "headers": [], "query_string": b""})
     principal = Principal(USER[0], Role.ADMIN, via="basic")
 
-    def render(rows: list[Any], replace: bool) -> str:
-        context = {"rows": rows, "mode": "body" if replace else "rows"}
+    def render(rows: list[Any], replace: bool, waiting: dict[str, Any]) -> str:
+        context = {"rows": rows, "mode": "body" if replace else "rows", "waiting": waiting}
         return admin.renderer.fragment(request, "partials/dashboard_rows.html", context, principal=principal)
 
     stop = asyncio.Event()
