@@ -43,3 +43,17 @@ def captured(connection: Connection) -> Iterator[list[tuple[str, Any]]]:
         yield statements
     finally:
         event.remove(connection, "before_cursor_execute", record)
+
+
+def query_plan(connection: Connection, sql: str, parameters: Any, *, table: str) -> str:
+    """The plan the database picks for `sql` (as captured), in lower case. On PostgreSQL `table`
+    is analyzed first and sequential and bitmap scans are off for the rest of the transaction,
+    so the plan tells whether an index can serve the statement at all, whatever the table's size."""
+    if connection.dialect.name == "sqlite":
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
+        return "\n".join(str(row[-1]) for row in rows).lower()
+    connection.exec_driver_sql(f"ANALYZE {table}")
+    for setting in ("enable_seqscan", "enable_bitmapscan"):
+        connection.exec_driver_sql(f"SET LOCAL {setting} = off")
+    rows = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters).fetchall()
+    return "\n".join(str(row[0]) for row in rows).lower()

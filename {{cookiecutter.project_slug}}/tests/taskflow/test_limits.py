@@ -29,7 +29,7 @@ from app.taskflow.store import leases as lease_sql
 from app.taskflow.store import limits as limit_sql
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
-from .sql import captured, write_sql
+from .sql import captured, query_plan, write_sql
 
 TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
 
@@ -356,19 +356,11 @@ def test_the_limited_claim_counts_running_rows_and_reads_pending_ones_through_in
             limit_sql.limited_ids(
                 connection, name="limited", limit=limit, room=10, now=now, unowned=lease_sql.released_ids
             )
-        plans = []
-        for sql, parameters in statements:
-            if "pg_advisory_xact_lock" in sql:
-                continue
-            if store.dialect == "sqlite":
-                rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
-                plans.append("\n".join(str(row[-1]) for row in rows).lower())
-            else:
-                connection.exec_driver_sql("ANALYZE taskflow_tasks")
-                for setting in ("enable_seqscan", "enable_bitmapscan"):
-                    connection.exec_driver_sql(f"SET LOCAL {setting} = off")
-                rows = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters).fetchall()
-                plans.append("\n".join(str(row[0]) for row in rows).lower())
+        plans = [
+            query_plan(connection, sql, parameters, table="taskflow_tasks")
+            for sql, parameters in statements
+            if "pg_advisory_xact_lock" not in sql
+        ]
         return "\n---\n".join(plans)
 
     try:

@@ -26,7 +26,7 @@ from app.taskflow.store.rates import RATE_STARTS, DatabaseRateWindows
 
 from .conftest import ADMIN, ManagerFactory, eventually, wait_for_status
 from .services import REDIS_URL, require_redis
-from .sql import captured, read_sql, write_sql
+from .sql import captured, query_plan, read_sql, write_sql
 
 # -- the option -----------------------------------------------------------------------------------
 
@@ -134,20 +134,11 @@ def test_the_database_window_keeps_only_its_own_starts_and_reads_them_through_it
     def plans(connection: Connection) -> list[str]:
         with captured(connection) as statements:
             windows.take(connection, name="call_api", rate=rate, wanted=1, now=start + timedelta(seconds=9))
-        found = []
-        for sql, parameters in statements:
-            if not sql.lstrip().upper().startswith(("SELECT", "DELETE")):
-                continue
-            if store.dialect == "sqlite":
-                rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
-                found.append("\n".join(str(row[-1]) for row in rows).lower())
-            else:
-                connection.exec_driver_sql("ANALYZE taskflow_rate_starts")
-                for setting in ("enable_seqscan", "enable_bitmapscan"):
-                    connection.exec_driver_sql(f"SET LOCAL {setting} = off")
-                rows = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters).fetchall()
-                found.append("\n".join(str(row[0]) for row in rows).lower())
-        return found
+        return [
+            query_plan(connection, sql, parameters, table="taskflow_rate_starts")
+            for sql, parameters in statements
+            if sql.lstrip().upper().startswith(("SELECT", "DELETE"))
+        ]
 
     try:
         kept = read_sql(
