@@ -138,9 +138,9 @@ class AdminService:
         return await asyncio.to_thread(lambda: self._waiting(pending))
 
     def _waiting(self, rows: list[Any]) -> dict[str, Waiting]:
-        """Why each of these PENDING rows waits. A task with a limit costs one read of its running
-        rows per key and one of its rate window, whatever the number of its rows; a task without
-        a limit costs none."""
+        """Why each of these PENDING rows waits. A task with a concurrency limit costs one read of
+        its running rows per key, one with a rate limit one read of its window, whatever the
+        number of its rows; a task without a limit costs none."""
         store = self.manager.store
         now = utcnow()
         running: dict[tuple[str, str | None], tuple[int, int]] = {}
@@ -151,15 +151,15 @@ class AdminService:
             options = None if spec is None else spec.options
             of_task = (0, 0)
             rate = None
-            if options is not None and options.limited:
+            if options is not None and (options.max_concurrent or options.max_concurrent_per_key):
                 key = (row.name, row.concurrency_key)
                 if key not in running:
                     running[key] = store.running_of(row.name, row.concurrency_key)
                 of_task = running[key]
-                if options.rate is not None:
-                    if row.name not in rates:
-                        rates[row.name] = store.rate_usage(row.name, options.rate, self.manager.rate_windows)
-                    rate = rates[row.name]
+            if options is not None and options.rate is not None:
+                if row.name not in rates:
+                    rates[row.name] = store.rate_usage(row.name, options.rate, self.manager.rate_windows)
+                rate = rates[row.name]
             reasons[row.id] = waiting_reason(row, options, running=of_task, rate=rate, now=now)
         return reasons
 

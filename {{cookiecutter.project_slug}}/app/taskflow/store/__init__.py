@@ -291,15 +291,16 @@ class Store:
         in one transaction whatever the batch size (leases.claim_ownerless); rows of the names in
         `limits` only within their concurrency and rate limits (limits.py; rate windows in
         `rates`, None: this database)."""
+        windows = _rate_windows(rates)
         return self._write(
             lambda c: leases.claim_ownerless(
-                c, owner=owner, until=until, limit=limit, names=names, limits=limits, rates=rates
+                c, owner=owner, until=until, limit=limit, names=names, limits=limits, rates=windows
             )
         )
 
     def rate_usage(self, name: str, rate: Rate, rates: RateWindows | None = None) -> Usage:
         """Starts of `name` in its current rate window (rates.py), and when the next is allowed."""
-        windows = rates if rates is not None else DatabaseRateWindows()
+        windows = _rate_windows(rates)
         return self._read(lambda c: windows.usage(c, name=name, rate=rate, now=utcnow()))
 
     def interrupt_orphans(self, owner: str) -> int:
@@ -493,6 +494,11 @@ class Store:
         return self._write(
             lambda c: schedules.set_paused(c, name=name, paused=paused, next_run_at=next_run_at, now=now)
         )
+
+
+def _rate_windows(rates: RateWindows | None) -> RateWindows:
+    """The rate windows given (Redis), or by default this database's own table."""
+    return rates if rates is not None else DatabaseRateWindows()
 
 
 def open_store(database_url: str | None) -> Store:

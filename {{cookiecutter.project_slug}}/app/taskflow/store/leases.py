@@ -292,7 +292,7 @@ def claim_ownerless(
     limit: int,
     names: Collection[str] | None = None,
     limits: Mapping[str, TaskLimits] | None = None,
-    rates: RateWindows | None = None,
+    rates: RateWindows,
 ) -> Claim:
     """Claim up to `limit` due rows nobody owns straight into RUNNING under `owner`; return them
     (CLAIMED_COLUMNS), highest priority first and oldest first within one.
@@ -303,9 +303,8 @@ def claim_ownerless(
     row taken meanwhile (SQLite has no row locks, but serialises writers) is never taken twice.
 
     With `limits` (the registered tasks that declared a concurrency or rate limit), rows of those
-    names are picked first, within their limits (limits.py; rate windows in `rates`, None: the
-    task database), and the batch's other rows come from the other names; without, the claim is
-    as it always was.
+    names are picked first, within their limits (limits.py; rate windows in `rates`), and the
+    batch's other rows come from the other names; without, the claim is as it always was.
     """
     ids: list[str] = []
     exclude: list[str] | None = None

@@ -32,7 +32,6 @@ from sqlalchemy.engine import Connection
 
 from ..models import UNOWNED_PENDING, TaskStatus
 from ..rates import Rate, RateWindows
-from .rates import DatabaseRateWindows
 from .writes import TASKS
 
 # The advisory lock key of a limited name; the prefix keeps it apart from an application's own locks.
@@ -161,11 +160,10 @@ def pick_limited(
     room: int,
     now: datetime,
     unowned: UnownedIds,
-    rates: RateWindows | None = None,
+    rates: RateWindows,
 ) -> Picked:
     """The rows of every limited name that may start now, at most `room` in all; rate windows in
-    `rates` (None: the task database). The caller holds the names' locks (lock_names)."""
-    windows = rates if rates is not None else DatabaseRateWindows()
+    `rates`. The caller holds the names' locks (lock_names)."""
     give_up_retries(connection, owner=owner, names=list(limits))
     picked: list[str] = []
     retry_at: datetime | None = None
@@ -175,7 +173,7 @@ def pick_limited(
         limit = limits[name]
         ids = limited_ids(connection, name=name, limit=limit, room=room - len(picked), now=now, unowned=unowned)
         if limit.rate is not None and ids:
-            taken = windows.take(connection, name=name, rate=limit.rate, wanted=len(ids), now=now)
+            taken = rates.take(connection, name=name, rate=limit.rate, wanted=len(ids), now=now)
             ids = ids[: taken.granted]
             if taken.frees_at is not None:
                 retry_at = taken.frees_at if retry_at is None else min(retry_at, taken.frees_at)
