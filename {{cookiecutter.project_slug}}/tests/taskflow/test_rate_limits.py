@@ -188,12 +188,19 @@ async def test_twenty_a_second_is_never_exceeded_by_two_instances(
             began[n] = utcnow()
 
         tasks.append(call_api)
-    for manager in managers:
-        await manager.start()
-    ids = [managers[n % 2].enqueue(tasks[n % 2], kwargs={"n": n}) for n in range(count)]
+    first, second = managers
+    # The first instance fills the first window; the second then starts against it and runs the
+    # rest once the first has stopped. (Which instance wins a claim is otherwise a race, and both
+    # instances must run some for the test to mean anything.)
+    await first.start()
+    ids = [first.enqueue(tasks[0], kwargs={"n": n}) for n in range(20)]
+    await eventually(lambda: len(began) == 20, timeout=60)
+    await second.start()
+    await first.stop()
+    ids += [managers[n % 2].enqueue(tasks[n % 2], kwargs={"n": n}) for n in range(20, count)]
     for task_id in ids:
-        await wait_for_status(managers[0], task_id, TaskStatus.SUCCESS.value, timeout=60)
-    rows = [await asyncio.to_thread(managers[0].store.get, task_id) for task_id in ids]
+        await wait_for_status(second, task_id, TaskStatus.SUCCESS.value, timeout=60)
+    rows = [await asyncio.to_thread(second.store.get, task_id) for task_id in ids]
     assert all(row.attempt == 1 for row in rows)  # one start each
     # Counted where the code began, by the tasks themselves, and as taskflow recorded each start.
     for starts in (list(began.values()), [row.started_at for row in rows]):
